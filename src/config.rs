@@ -1,0 +1,208 @@
+//! The TOML configuration (design.md §1): `[core]`, `[db]`, `[mi]`, and one table per module
+//! keyed by its OpenSIPS modparam names. Every field has a default, so an empty file — or no
+//! file at all — is the embedded default setup.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub core: CoreConfig,
+    pub db: DbConfig,
+    pub mi: MiConfig,
+    pub tm: TmConfig,
+    pub rr: RrConfig,
+    pub maxfwd: MaxfwdConfig,
+    /// Where the file was read from; relative paths in it (the script) resolve against it.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreConfig {
+    /// `proto:ip:port` sockets, OpenSIPS `socket=` style.
+    pub listen: Vec<String>,
+    /// Address (`host` or `host:port`) written into Via and Record-Route instead of the
+    /// socket address (OpenSIPS `advertised_address`), e.g. the virtual IP.
+    pub advertise: Option<String>,
+    /// The route script; relative to the config file.
+    pub script: PathBuf,
+    /// UDP receive tasks per UDP socket (0 = one per CPU).
+    pub workers: usize,
+    /// `error`, `warn`, `info`, `debug`, `trace`; `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// Kernel receive buffer asked for on each UDP socket, bytes.
+    pub udp_rcvbuf: usize,
+    /// Further names (hosts or IPs) that mean "this proxy" to `is_myself` and `loose_route`
+    /// (OpenSIPS `alias=`).
+    pub alias: Vec<String>,
+    /// Rhai operation budget of one hook call (a runaway loop ends with a 500).
+    pub max_operations: u64,
+    /// Rhai call depth limit.
+    pub max_call_levels: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()],
+            advertise: None,
+            script: PathBuf::from("scripts/default.rhai"),
+            workers: 0,
+            log_level: "info".into(),
+            udp_rcvbuf: 8 * 1024 * 1024,
+            alias: Vec::new(),
+            max_operations: 200_000,
+            max_call_levels: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    pub url: String,
+}
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig { url: "sqlite://siprox.db".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiConfig {
+    pub listen: String,
+    pub token: Option<String>,
+}
+impl Default for MiConfig {
+    fn default() -> Self {
+        MiConfig { listen: "127.0.0.1:8888".into(), token: None }
+    }
+}
+
+/// tm modparams (OpenSIPS names and units).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(non_snake_case)]
+pub struct TmConfig {
+    /// RFC 3261 T1, milliseconds.
+    pub T1_timer: u64,
+    /// RFC 3261 T2, milliseconds.
+    pub T2_timer: u64,
+    /// RFC 3261 T4, milliseconds.
+    pub T4_timer: u64,
+    /// Final-response timer before any reply, seconds.
+    pub fr_timeout: u64,
+    /// INVITE final-response timer once a provisional arrived, seconds.
+    pub fr_inv_timeout: u64,
+    /// How long a completed transaction lingers to absorb retransmissions, seconds.
+    pub wt_timer: u64,
+    pub auto_100trying: bool,
+    pub restart_fr_on_each_reply: bool,
+    /// 1: a 6xx cancels nothing and blocks nothing (OpenSIPS `disable_6xx_block`).
+    pub disable_6xx_block: bool,
+}
+impl Default for TmConfig {
+    fn default() -> Self {
+        TmConfig {
+            T1_timer: 500,
+            T2_timer: 4000,
+            T4_timer: 5000,
+            fr_timeout: 30,
+            fr_inv_timeout: 120,
+            wt_timer: 5,
+            auto_100trying: true,
+            restart_fr_on_each_reply: true,
+            disable_6xx_block: false,
+        }
+    }
+}
+
+/// rr modparams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RrConfig {
+    pub append_fromtag: bool,
+    pub enable_double_rr: bool,
+}
+impl Default for RrConfig {
+    fn default() -> Self {
+        RrConfig { append_fromtag: true, enable_double_rr: true }
+    }
+}
+
+/// maxfwd modparams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaxfwdConfig {
+    pub max_limit: u32,
+}
+impl Default for MaxfwdConfig {
+    fn default() -> Self {
+        MaxfwdConfig { max_limit: 256 }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML of this shape, or names an unusable socket.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+        cfg.base_dir = path.parent().map(Path::to_path_buf);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// # Errors
+    /// A listen entry that is not `udp|tcp:IP:PORT`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for l in &self.core.listen {
+            parse_listen(l)?;
+        }
+        if self.core.listen.is_empty() {
+            return Err(ConfigError::Invalid("[core] listen is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The script path, resolved against the config file's folder.
+    pub fn script_path(&self) -> PathBuf {
+        match &self.base_dir {
+            Some(dir) if self.core.script.is_relative() && !self.core.script.exists() => dir.join(&self.core.script),
+            _ => self.core.script.clone(),
+        }
+    }
+}
+
+/// Splits `udp:127.0.0.1:5060` into the protocol and the socket address.
+///
+/// # Errors
+/// An unknown protocol or an address that is not `IP:PORT`.
+pub fn parse_listen(s: &str) -> Result<(String, std::net::SocketAddr), ConfigError> {
+    let (proto, addr) = s.split_once(':').ok_or_else(|| ConfigError::Invalid(format!("listen {s:?}: want proto:ip:port")))?;
+    let proto = proto.to_ascii_lowercase();
+    if proto != "udp" && proto != "tcp" {
+        return Err(ConfigError::Invalid(format!("listen {s:?}: protocol must be udp or tcp")));
+    }
+    let addr = addr.parse().map_err(|_| ConfigError::Invalid(format!("listen {s:?}: bad address")))?;
+    Ok((proto, addr))
+}
