@@ -1,0 +1,91 @@
+//! The composition root: builds every room from the configuration and wires them together.
+
+use crate::config::Config;
+use crate::modules;
+use crate::proxy::Proxy;
+use crate::script::{Limits, ScriptError, ScriptHost};
+use crate::transaction::{Timers, Tm};
+use crate::transport::{TpError, Transport};
+use std::path::PathBuf;
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error(transparent)]
+    Transport(#[from] TpError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The script a configuration names: the file when one is configured or present, else the
+/// built-in default (`None`).
+pub fn script_path(cfg: &Config, from_file: bool) -> Option<PathBuf> {
+    let p = cfg.script_path();
+    if from_file || p.exists() {
+        Some(p)
+    } else {
+        None
+    }
+}
+
+pub fn script_limits(cfg: &Config) -> Limits {
+    Limits { max_operations: cfg.core.max_operations, max_call_levels: cfg.core.max_call_levels }
+}
+
+/// A running proxy: its parts, for tests and the CLI.
+pub struct Running {
+    pub transport: Arc<Transport>,
+    pub tm: Arc<Tm>,
+    pub proxy: Arc<Proxy>,
+}
+
+/// Binds the sockets and starts serving. Must run inside a tokio runtime.
+///
+/// # Errors
+/// The script does not compile or a socket cannot be bound.
+pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
+    let workers = match cfg.core.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let path = script_path(cfg, from_file);
+    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
+    let (transport, bound) = Transport::bind(cfg, workers)?;
+    let tm = Tm::new(Timers::from_config(&cfg.tm), transport.clone());
+    let proxy = Proxy::new(cfg, transport.clone(), tm.clone(), Arc::new(host));
+    transport.start(bound, proxy.clone());
+    for l in transport.listeners() {
+        tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
+    }
+    tracing::info!(script = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default".into()), "siprox ready");
+    Ok(Running { transport, tm, proxy })
+}
+
+/// Runs until SIGINT/SIGTERM. SIGHUP re-reads the script (the old one stays on error).
+///
+/// # Errors
+/// As [`start`].
+pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
+    let running = start(&cfg, from_file)?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match running.proxy.script().reload() {
+                Ok(()) => tracing::info!("script reloaded"),
+                Err(e) => tracing::error!(error = %e, "script reload failed; the running script stays"),
+            },
+        }
+    }
+    tracing::info!("siprox stopping");
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Command line: `siprox run`, `siprox check`.
+
+use crate::app;
+use crate::config::Config;
+use crate::script::{build_engine, check_script, Diagnostic};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "siprox", version, about = "SIP proxy routed by an opensips.cfg-style Rhai script")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the proxy (embedded defaults without -c).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a route script, or a config and its script, without starting.
+    Check {
+        /// A `.rhai` script or a `.toml` config.
+        file: PathBuf,
+    },
+}
+
+fn init_logs(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Human => b.try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Checks a script or config; prints diagnostics; returns them.
+pub fn check(file: &Path) -> Result<Vec<Diagnostic>, String> {
+    let (cfg, script) = if file.extension().is_some_and(|e| e == "toml") {
+        let cfg = Config::load(file).map_err(|e| e.to_string())?;
+        let script = cfg.script_path();
+        (cfg, script)
+    } else {
+        (Config::default(), file.to_path_buf())
+    };
+    let source = std::fs::read_to_string(&script).map_err(|e| format!("{}: {e}", script.display()))?;
+    let registrar = crate::modules::registrar(&cfg);
+    let engine = Arc::new(build_engine(app::script_limits(&cfg), &*registrar));
+    Ok(check_script(engine, &source, &script.display().to_string()))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("siprox: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logs(cli.log_format, &cfg.core.log_level);
+            let workers = match cfg.core.workers {
+                0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                n => n,
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("siprox: cannot start runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(app::run(cfg, config.is_some())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "siprox failed");
+                    eprintln!("siprox: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Check { file } => match check(&file) {
+            Ok(d) if d.is_empty() => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Ok(d) => {
+                for x in d {
+                    eprintln!("{x}");
+                }
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

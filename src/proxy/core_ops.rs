@@ -1,0 +1,204 @@
+//! What script functions ask of the core ([`CoreOps`]): replies, t_relay and friends,
+//! carried out at once and answered with OpenSIPS's return codes (spec §3, §4).
+
+use super::hooks::{with_data, TxData};
+use super::util::{reply_dest, socket_listener, stamp_top_via};
+use super::Proxy;
+use crate::message::{HeaderName, Method};
+use crate::script::api::{CoreOps, Ctx, LastError};
+use crate::transaction::Cell;
+use crate::transport::Proto;
+use std::sync::Arc;
+
+fn proto_of(ctx: &Ctx) -> Proto {
+    Proto::parse(ctx.proto).unwrap_or(Proto::Udp)
+}
+
+impl Proxy {
+    /// The transaction this hook works on, if any.
+    fn cell_of(&self, ctx: &Ctx) -> Option<Arc<Cell>> {
+        ctx.tsx.clone().and_then(|t| t.downcast::<Cell>().ok())
+    }
+
+    /// Creates the transaction for the request in `ctx` (t_newtran / t_relay / t_reply).
+    /// `None` when it exists already (a retransmission, answered from the cell).
+    fn create_cell(&self, ctx: &mut Ctx) -> Option<Arc<Cell>> {
+        let up = reply_dest(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport);
+        let via = stamp_top_via(&ctx.msg, ctx.src, ctx.force_rport);
+        let cell = self.tm.create(ctx.msg.clone(), up, via).ok()?;
+        *cell.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(TxData::from_ctx(ctx)));
+        ctx.tsx = Some(cell.clone());
+        Some(cell)
+    }
+
+    /// The script's current choices become the transaction's (flags, AVPs, armed routes,
+    /// lumps), as t_relay freezes them in OpenSIPS.
+    fn freeze_into(&self, ctx: &Ctx, cell: &Cell) {
+        let fresh = TxData::from_ctx(ctx);
+        let stored = with_data(cell, |d| *d = TxData { ..fresh });
+        if stored.is_none() {
+            *cell.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(TxData::from_ctx(ctx)));
+        }
+    }
+}
+
+impl CoreOps for Proxy {
+    fn sl_send_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
+        // SL never answers an ACK (spec §3).
+        if ctx.msg.method() == Method::Ack || !ctx.msg.is_request() {
+            return 1;
+        }
+        self.reply_stateless(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport, code, reason);
+        ctx.answered = true;
+        1
+    }
+
+    fn send_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
+        if self.cell_of(ctx).is_some() {
+            self.t_reply(ctx, code, reason)
+        } else {
+            self.sl_send_reply(ctx, code, reason)
+        }
+    }
+
+    fn t_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
+        if ctx.msg.method() == Method::Ack || !ctx.msg.is_request() {
+            return -1;
+        }
+        let cell = match self.cell_of(ctx) {
+            Some(c) => c,
+            None => match self.create_cell(ctx) {
+                Some(c) => c,
+                None => return -1,
+            },
+        };
+        ctx.answered = true;
+        if self.tm.reply(&cell, code, reason, "", b"") {
+            1
+        } else {
+            -1
+        }
+    }
+
+    fn t_relay(&self, ctx: &mut Ctx, flags: &str, outbound: Option<&str>) -> i64 {
+        let method = ctx.msg.method();
+        if method == Method::Ack {
+            // The ACK of a negative final is hop-by-hop: the cell absorbs it (§17.2.1).
+            if let Some(cell) = self.tm.lookup(&ctx.msg) {
+                self.tm.absorb_ack(&cell);
+                return 1;
+            }
+            // A 2xx ACK belongs to no transaction: forwarded statelessly (§16.7 / §13.2.2.4).
+            return self.forward_stateless(ctx, outbound);
+        }
+        if method == Method::Cancel {
+            if let Some(invite) = self.tm.lookup_invite_for_cancel(&ctx.msg) {
+                // §16.10: answer the CANCEL ourselves, then cancel the branches.
+                self.reply_stateless(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport, 200, "canceling");
+                let reason = flags
+                    .contains("pass-reason-hdr")
+                    .then(|| ctx.msg.first(&HeaderName::Reason).map(|h| ctx.msg.text(h.line).trim_end().to_string()))
+                    .flatten();
+                self.tm.cancel(&invite, reason);
+                ctx.answered = true;
+                return 1;
+            }
+        }
+        let (cell, created) = match self.cell_of(ctx) {
+            Some(c) => (c, false),
+            None => {
+                if let Some(existing) = self.tm.lookup(&ctx.msg) {
+                    // A retransmission: answered with the last reply, absorbed (spec §4.3).
+                    self.tm.retransmit_reply(&existing);
+                    return 1;
+                }
+                match self.create_cell(ctx) {
+                    Some(c) => (c, true),
+                    None => return 1,
+                }
+            }
+        };
+        self.freeze_into(ctx, &cell);
+        if cell.was_cancelled() && cell.branch_count() == 0 {
+            // The CANCEL overtook the INVITE (spec §4.6 point 6).
+            self.tm.reply(&cell, 487, "Request Terminated", "", b"");
+            ctx.answered = true;
+            return -3;
+        }
+        if !cell.can_fork() {
+            return -3;
+        }
+        match self.relay_branches(ctx, &cell, outbound) {
+            Ok(_) => {
+                ctx.answered = true;
+                1
+            }
+            Err(e) => {
+                let (code, reason) = e.reply();
+                if created && !flags.contains("no-auto-477") {
+                    // TM answers itself when nothing could be sent, and t_relay says 1
+                    // so `if (!t_relay()) sl_reply_error();` does not answer twice.
+                    self.tm.reply(&cell, code, reason, "", b"");
+                    ctx.answered = true;
+                    return 1;
+                }
+                ctx.last_error = Some(LastError { code, reason: reason.to_string() });
+                e.code()
+            }
+        }
+    }
+
+    fn t_newtran(&self, ctx: &mut Ctx) -> i64 {
+        if self.cell_of(ctx).is_some() {
+            return 1;
+        }
+        if let Some(existing) = self.tm.lookup(&ctx.msg) {
+            self.tm.retransmit_reply(&existing);
+            return 0;
+        }
+        match self.create_cell(ctx) {
+            Some(_) => 1,
+            None => 0,
+        }
+    }
+
+    fn t_check_trans(&self, ctx: &mut Ctx) -> i64 {
+        match ctx.msg.method() {
+            Method::Cancel => {
+                if self.tm.lookup_invite_for_cancel(&ctx.msg).is_some() {
+                    1
+                } else {
+                    -1
+                }
+            }
+            Method::Ack => match self.tm.lookup(&ctx.msg) {
+                Some(cell) if cell.uas_status() >= 300 => 1,
+                Some(_) => -2,
+                None => -1,
+            },
+            _ => match self.tm.lookup(&ctx.msg) {
+                Some(cell) => {
+                    self.tm.retransmit_reply(&cell);
+                    0
+                }
+                None => -1,
+            },
+        }
+    }
+
+    fn t_was_cancelled(&self, ctx: &Ctx) -> bool {
+        self.cell_of(ctx).is_some_and(|c| c.was_cancelled())
+    }
+
+    fn forward(&self, ctx: &mut Ctx, dest: Option<&str>) -> i64 {
+        self.forward_stateless(ctx, dest)
+    }
+
+    fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
+        self.tp.is_myself(host, port)
+    }
+
+    fn has_socket(&self, spec: &str) -> bool {
+        socket_listener(&self.tp, spec).is_some()
+    }
+}

@@ -1,0 +1,132 @@
+//! The transaction layer's callbacks: onreply routes for replies on a branch,
+//! failure_route once every branch failed, stateless forwarding of unmatched replies.
+
+use super::util::uri_dest;
+use super::Proxy;
+use crate::message::{Edits, SipMsg, Via};
+use crate::script::api::{Avps, Ctx, RouteKind, RrRequest};
+use crate::script::Outcome;
+use crate::transaction::{Cell, ReplyVerdict, TmHooks, Winner};
+use crate::transport::Proto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What a transaction remembers of the script that created it (OpenSIPS keeps the same
+/// in the transaction cell): armed routes, flags, AVPs, lumps, where the request came from.
+pub(super) struct TxData {
+    pub on_failure: Option<String>,
+    pub on_reply: Option<String>,
+    pub on_branch: Option<String>,
+    pub flags: u64,
+    pub avps: Avps,
+    pub base_edits: Edits,
+    pub rr: Option<RrRequest>,
+    pub src: SocketAddr,
+    pub proto: &'static str,
+    pub local: SocketAddr,
+    pub listener: usize,
+}
+
+impl TxData {
+    pub(super) fn from_ctx(ctx: &Ctx) -> TxData {
+        TxData {
+            on_failure: ctx.on_failure.clone(),
+            on_reply: ctx.on_reply.clone(),
+            on_branch: ctx.on_branch.clone(),
+            flags: ctx.flags,
+            avps: ctx.avps.clone(),
+            base_edits: ctx.edits.clone(),
+            rr: ctx.rr.clone(),
+            src: ctx.src,
+            proto: ctx.proto,
+            local: ctx.local,
+            listener: ctx.listener,
+        }
+    }
+}
+
+/// Runs `f` on the cell's [`TxData`], if the proxy stored one.
+pub(super) fn with_data<T>(cell: &Cell, f: impl FnOnce(&mut TxData) -> T) -> Option<T> {
+    let mut guard = cell.user.lock().unwrap_or_else(|p| p.into_inner());
+    guard.as_mut().and_then(|b| b.downcast_mut::<TxData>()).map(f)
+}
+
+impl TmHooks for Proxy {
+    fn on_reply(&self, cell: &Arc<Cell>, _branch: usize, reply: &SipMsg) -> ReplyVerdict {
+        let Some((name, src, proto, local, listener, flags)) =
+            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags))).flatten()
+        else {
+            return ReplyVerdict::default();
+        };
+        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), src, proto, local, self.core());
+        ctx.listener = listener;
+        ctx.flags = flags;
+        ctx.reply_code = reply.status().unwrap_or(0);
+        ctx.tsx = Some(cell.clone());
+        let (ctx, outcome) = self.script.run(&format!("onreply_route_{name}"), ctx);
+        if let Outcome::Error(e) = &outcome {
+            tracing::error!(error = %e, "onreply_route failed");
+        }
+        ReplyVerdict { drop: matches!(outcome, Outcome::Drop) || ctx.dropped, edits: ctx.edits }
+    }
+
+    fn on_failure(&self, cell: &Arc<Cell>, winner: &Winner) {
+        // The failure route is disarmed before it runs (spec §4.7); it re-arms itself.
+        let Some((name, mut ctx)) = with_data(cell, |d| {
+            let name = d.on_failure.take()?;
+            let mut ctx = Ctx::new(RouteKind::Failure, cell.request.clone(), d.src, d.proto, d.local, self.core());
+            ctx.listener = d.listener;
+            ctx.edits = d.base_edits.clone();
+            ctx.flags = d.flags;
+            ctx.avps = d.avps.clone();
+            ctx.on_branch = d.on_branch.clone();
+            ctx.on_reply = d.on_reply.clone();
+            ctx.rr = d.rr.clone();
+            Some((name, ctx))
+        })
+        .flatten() else {
+            return;
+        };
+        ctx.reply = winner.reply.clone();
+        ctx.reply_code = winner.code;
+        ctx.tsx = Some(cell.clone());
+        let (ctx, outcome) = self.script.run(&format!("failure_route_{name}"), ctx);
+        if let Outcome::Error(e) = &outcome {
+            tracing::error!(error = %e, "failure_route failed");
+        }
+        with_data(cell, |d| {
+            d.flags = ctx.flags;
+            d.avps = ctx.avps;
+        });
+    }
+
+    fn on_stray_reply(&self, reply: SipMsg, _src: SocketAddr, _proto: Proto) {
+        // RFC 3261 §16.7 / §18.2.2: a reply to something forwarded statelessly: remove our
+        // Via and send it where the next Via says.
+        let vias = reply.values(&crate::message::HeaderName::Via);
+        let Some(ours) = vias.first().and_then(|(_, t)| Via::parse(t)) else { return };
+        if !self.tp.is_myself(ours.host, ours.port) {
+            tracing::debug!("reply not addressed to us dropped");
+            return;
+        }
+        let Some(next) = vias.get(1).and_then(|(_, t)| Via::parse(t)) else { return };
+        let proto = Proto::parse(next.transport).unwrap_or(Proto::Udp);
+        let host = next.received().unwrap_or(next.host);
+        let port = match next.rport() {
+            Some(Some(p)) => p,
+            _ => next.port_or_default(),
+        };
+        let uri = format!("sip:{}:{port};transport={}", host.trim_start_matches('[').trim_end_matches(']'), proto.as_str());
+        let uri = if host.contains(':') && !host.starts_with('[') { format!("sip:[{host}]:{port};transport={}", proto.as_str()) } else { uri };
+        let Ok((proto, addr)) = uri_dest(&self.tp, &uri) else { return };
+        let mut e = Edits::new();
+        if let Some(span) = crate::transaction::top_via_removal(&reply) {
+            e.delete(span);
+        }
+        let bytes = bytes::Bytes::from(Edits::render(&reply, &[&e]));
+        if let Err(err) = self.tp.send(proto, None, addr, bytes) {
+            tracing::warn!(error = %err, "stray reply not forwarded");
+        }
+    }
+}
+

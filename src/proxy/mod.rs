@@ -1,0 +1,158 @@
+//! The request pipeline: every message from the transport goes through here.
+//!
+//! ```text
+//! datagram/frame ─ parse ─┬─ request ─ sanity (400) ─ route hook ─ CoreOps calls ─ send
+//!                         └─ reply ─── onreply_route ─ transaction match ─┬─ relay upstream
+//!                                                                         └─ stray: by Via
+//! ```
+//!
+//! Owns: turning a parsed message into a hook call, carrying out what the script asked for
+//! (replies, relays, branches with Via / Record-Route / R-URI edits), and the hooks the
+//! transaction layer calls back (onreply routes, failure_route). Does not own: SIP parsing,
+//! sockets, timers, or the script language.
+
+mod core_ops;
+mod hooks;
+mod relay;
+mod util;
+
+use crate::config::{Config, RrConfig};
+use crate::message::{build_reply, ReplyOpts, SipMsg};
+use crate::script::api::{CoreOps, Ctx, RouteKind};
+use crate::script::{Outcome, ScriptHost};
+use crate::transaction::Tm;
+use crate::transport::{Handler, Inbound, Proto, Transport};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+pub use util::{reply_dest, stamp_top_via};
+
+/// Counters exposed by `get_statistics` and `/metrics` later.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub replies: AtomicU64,
+    pub bad_messages: AtomicU64,
+    pub script_errors: AtomicU64,
+}
+
+pub struct Proxy {
+    tp: Arc<Transport>,
+    tm: Arc<Tm>,
+    script: Arc<ScriptHost>,
+    rr: RrConfig,
+    me: Weak<Proxy>,
+    pub stats: Stats,
+}
+
+impl Proxy {
+    pub fn new(cfg: &Config, tp: Arc<Transport>, tm: Arc<Tm>, script: Arc<ScriptHost>) -> Arc<Proxy> {
+        let proxy = Arc::new_cyclic(|me| Proxy { tp, tm: tm.clone(), script, rr: cfg.rr.clone(), me: me.clone(), stats: Stats::default() });
+        tm.set_hooks(proxy.clone());
+        proxy
+    }
+
+    fn core(&self) -> Arc<dyn CoreOps> {
+        match self.me.upgrade() {
+            Some(p) => p,
+            // The proxy is dropped only at shutdown, after the sockets stop delivering.
+            None => unreachable!("proxy used after drop"),
+        }
+    }
+
+    pub fn script(&self) -> &Arc<ScriptHost> {
+        &self.script
+    }
+
+    fn local_addr(&self, listener: usize) -> SocketAddr {
+        self.tp.listener(listener).map(|l| l.addr).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    fn on_request(&self, msg: SipMsg, src: SocketAddr, proto: Proto, listener: usize) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        // RFC 3261 §16.3: reasonable syntax, else 400 (never for ACK, §17.1.1.3 ACK gets none).
+        if let Err(e) = msg.check_request() {
+            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%src, error = %e, "bad request");
+            if msg.method() != crate::message::Method::Ack && msg.top_via().is_some() {
+                self.reply_stateless(&msg, src, proto, listener, false, 400, e.reason());
+            }
+            return;
+        }
+        let ctx = Ctx::new(RouteKind::Request, msg, src, proto.as_str(), self.local_addr(listener), self.core());
+        let (ctx, outcome) = self.script.run("route", ctx);
+        self.after_hook(ctx, outcome, "route");
+    }
+
+    /// A script error answers 500 unless something was already sent (design.md §3).
+    fn after_hook(&self, mut ctx: Ctx, outcome: Outcome, hook: &str) {
+        match outcome {
+            Outcome::Error(e) => {
+                self.stats.script_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(hook, error = %e, call_id = ctx.msg.call_id(), "script error");
+                if ctx.kind == RouteKind::Request && !ctx.answered && ctx.msg.method() != crate::message::Method::Ack {
+                    let core = self.core();
+                    core.send_reply(&mut ctx, 500, "Server Internal Error");
+                }
+            }
+            Outcome::Missing => {
+                tracing::error!(hook, "the script has no such route");
+            }
+            Outcome::Done | Outcome::Exit | Outcome::Drop => {}
+        }
+    }
+
+    fn on_reply_msg(&self, msg: SipMsg, src: SocketAddr, proto: Proto, listener: usize) {
+        self.stats.replies.fetch_add(1, Ordering::Relaxed);
+        // The unnamed onreply_route sees every reply first; drop() there discards it.
+        let bundle = self.script.bundle();
+        if bundle.has_hook("onreply_route") {
+            let mut ctx = Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
+            ctx.reply_code = msg.status().unwrap_or(0);
+            let (ctx, outcome) = crate::script::run_hook(&bundle, "onreply_route", ctx);
+            if matches!(outcome, Outcome::Drop) || ctx.dropped {
+                return;
+            }
+            if let Outcome::Error(e) = outcome {
+                tracing::error!(error = %e, "onreply_route failed");
+            }
+        }
+        self.tm.on_reply(msg, src, proto);
+    }
+
+    /// Sends a reply built from `req` straight back (no transaction).
+    fn reply_stateless(&self, req: &SipMsg, src: SocketAddr, proto: Proto, listener: usize, force_rport: bool, code: u16, reason: &str) {
+        let top_via = stamp_top_via(req, src, force_rport);
+        let tag = util::stateless_tag(req);
+        let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), ..Default::default() };
+        let bytes = Bytes::from(build_reply(req, code, reason, &opts));
+        let dest = reply_dest(req, src, proto, listener, force_rport);
+        if let Err(e) = self.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
+            tracing::warn!(error = %e, "stateless reply not sent");
+        }
+    }
+
+    /// A message that did not parse: 400 when enough of a request survives to answer it,
+    /// else a logged drop.
+    fn on_unparsable(&self, data: &Bytes, err: crate::message::ParseError, src: SocketAddr, proto: Proto, listener: usize) {
+        self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%src, error = %err, len = data.len(), "unparsable message dropped");
+        if let Some(req) = util::salvage_headers(data) {
+            if req.is_request() && req.method() != crate::message::Method::Ack && req.top_via().is_some() && req.check_request().is_ok() {
+                self.reply_stateless(&req, src, proto, listener, false, 400, err.reason());
+            }
+        }
+    }
+}
+
+impl Handler for Proxy {
+    fn on_message(&self, m: Inbound) {
+        match SipMsg::parse(m.data.clone()) {
+            Ok(msg) if msg.is_request() => self.on_request(msg, m.src, m.proto, m.listener),
+            Ok(msg) => self.on_reply_msg(msg, m.src, m.proto, m.listener),
+            Err(e) => self.on_unparsable(&m.data, e, m.src, m.proto, m.listener),
+        }
+    }
+}

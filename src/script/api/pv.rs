@@ -1,0 +1,237 @@
+//! Pseudo-variables, spelled as in opensips.cfg: `$ru`, `$du = "sip:…"`, `$var(x)`,
+//! `$avp(x)`, `$hdr(Max-Forwards)`. A Rhai custom syntax starting with `$` reads them, and
+//! `$name = expr` / `$name(arg) = expr` writes them. Unknown names fail at compile time.
+
+use super::{as_int, as_text, script_error, with_ctx, Ctx, FnResult, RouteKind};
+use crate::message::{HeaderName, NameAddr, Uri};
+use rhai::{Dynamic, Engine, ImmutableString, LexError, ParseError, ParseErrorType, Position};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// `$var(x)`: per worker thread, never reset between messages (spec §1.3).
+    static VARS: RefCell<HashMap<String, Dynamic>> = RefCell::new(HashMap::new());
+}
+
+/// Every pseudo-variable name; those in `WITH_ARG` take `(name)`.
+pub const NAMES: &[&str] = &[
+    "ru", "rU", "rd", "rp", "ou", "du", "si", "sp", "Ri", "Rp", "pr", "proto", "fu", "fU", "fd", "fn", "ft", "tu", "tU",
+    "td", "tn", "tt", "ci", "cs", "rm", "rs", "rr", "rb", "ct", "ua", "fs", "mf", "retcode", "T_reply_code",
+    "T_branch_idx", "var", "avp", "hdr",
+];
+pub const WITH_ARG: &[&str] = &["var", "avp", "hdr"];
+/// Names that may be assigned.
+pub const WRITABLE: &[&str] = &["ru", "rU", "rd", "rp", "du", "fs", "var", "avp"];
+
+fn perr(msg: String) -> ParseError {
+    ParseError(Box::new(ParseErrorType::BadInput(LexError::ImproperSymbol("$".into(), msg))), Position::NONE)
+}
+
+/// Registers the `$…` syntax on an engine.
+pub fn register(engine: &mut Engine) {
+    // Parse state: [name, arg, "=" when assigning]. Symbols arrive one at a time; the
+    // look-ahead token decides whether an argument or an assignment follows.
+    engine.register_custom_syntax_with_state_raw(
+        "$",
+        |symbols, look_ahead, state| {
+            let n = symbols.len();
+            let in_arg = symbols.iter().any(|s| s == "(") && !symbols.iter().any(|s| s == ")");
+            if n == 1 {
+                // Reserved words (`var`) are accepted as names.
+                return Ok(Some(if look_ahead == "var" { "var".into() } else { "$ident$".into() }));
+            }
+            if n == 2 {
+                let name = symbols[1].to_string();
+                if !NAMES.contains(&name.as_str()) {
+                    return Err(perr(format!("unknown pseudo-variable ${name}")));
+                }
+                *state = Dynamic::from_array(vec![Dynamic::from(name.clone()), Dynamic::from(String::new())]);
+                if WITH_ARG.contains(&name.as_str()) {
+                    if look_ahead != "(" {
+                        return Err(perr(format!("${name} needs a name in parentheses, e.g. ${name}(x)")));
+                    }
+                    return Ok(Some("(".into()));
+                }
+                return Ok(assign_next(look_ahead, &name));
+            }
+            let last = symbols[n - 1].as_str();
+            if in_arg {
+                if last == "(" || last == "-" || last == "." {
+                    // An argument token: a name (`Max-Forwards` comes as Max, -, Forwards).
+                    return Ok(Some(if look_ahead.starts_with('"') { "$string$".into() } else { "$ident$".into() }));
+                }
+                append_arg(state, last);
+                return Ok(Some(match look_ahead {
+                    ")" => ")".into(),
+                    "-" => "-".into(),
+                    "." => ".".into(),
+                    other => return Err(perr(format!("unexpected {other:?} in pseudo-variable argument"))),
+                }));
+            }
+            if last == ")" {
+                let name = symbols[1].to_string();
+                return Ok(assign_next(look_ahead, &name));
+            }
+            if last == "=" {
+                set_assign(state);
+                return Ok(Some("$expr$".into()));
+            }
+            Ok(None)
+        },
+        false,
+        |ctx, inputs, state| {
+            let arr = state.clone().into_array().map_err(|_| script_error("bad pseudo-variable state"))?;
+            let name = arr.first().map(as_text).unwrap_or_default();
+            let arg = arr.get(1).map(as_text).unwrap_or_default();
+            let assign = arr.len() > 2;
+            if assign {
+                let expr = inputs.last().ok_or_else(|| script_error("missing value"))?;
+                let value = ctx.eval_expression_tree(expr)?;
+                set(&name, &arg, value)?;
+                Ok(Dynamic::UNIT)
+            } else {
+                get(&name, &arg)
+            }
+        },
+    );
+}
+
+fn assign_next(look_ahead: &str, name: &str) -> Option<ImmutableString> {
+    (look_ahead == "=" && WRITABLE.contains(&name)).then(|| "=".into())
+}
+
+fn append_arg(state: &mut Dynamic, tok: &str) {
+    if let Ok(mut arr) = state.clone().into_array() {
+        let tok = tok.trim_matches('"');
+        let cur = arr.get(1).map(as_text).unwrap_or_default();
+        if arr.len() > 1 {
+            arr[1] = Dynamic::from(format!("{cur}{tok}"));
+        }
+        *state = Dynamic::from_array(arr);
+    }
+}
+
+fn set_assign(state: &mut Dynamic) {
+    if let Ok(mut arr) = state.clone().into_array() {
+        arr.push(Dynamic::from("="));
+        *state = Dynamic::from_array(arr);
+    }
+}
+
+fn s(v: &str) -> Dynamic {
+    Dynamic::from(v.to_string())
+}
+
+fn uri_part(ctx: &Ctx, part: &str) -> Dynamic {
+    let ruri = ctx.ruri().to_string();
+    let Some(u) = Uri::parse(&ruri) else { return s("") };
+    match part {
+        "user" => s(u.user()),
+        "host" => s(u.host()),
+        _ => s(u.port_text()),
+    }
+}
+
+fn addr_part(na: Option<NameAddr<'_>>, part: &str) -> Dynamic {
+    let Some(na) = na else { return Dynamic::UNIT };
+    match part {
+        "uri" => s(na.uri),
+        "user" => s(Uri::parse(na.uri).map(|u| u.user()).unwrap_or("")),
+        "host" => s(Uri::parse(na.uri).map(|u| u.host()).unwrap_or("")),
+        "display" => s(na.display),
+        _ => na.tag().map(s).unwrap_or(Dynamic::UNIT),
+    }
+}
+
+/// Reads a pseudo-variable of the current message.
+///
+/// # Errors
+/// No message in this route, or an unknown name.
+pub fn get(name: &str, arg: &str) -> FnResult<Dynamic> {
+    if name == "var" {
+        return Ok(VARS.with(|v| v.borrow().get(arg).cloned()).unwrap_or(Dynamic::UNIT));
+    }
+    with_ctx(|ctx| {
+        let m = &ctx.msg;
+        Ok(match name {
+            "ru" => s(if ctx.kind == RouteKind::OnReply { "" } else { ctx.ruri() }),
+            "rU" => uri_part(ctx, "user"),
+            "rd" => uri_part(ctx, "host"),
+            "rp" => uri_part(ctx, "port"),
+            "ou" => s(m.ruri()),
+            "du" => ctx.du.as_deref().map(s).unwrap_or(Dynamic::UNIT),
+            "si" => s(&ctx.src.ip().to_string()),
+            "sp" => Dynamic::from(ctx.src.port() as i64),
+            "Ri" => s(&ctx.local.ip().to_string()),
+            "Rp" => Dynamic::from(ctx.local.port() as i64),
+            "pr" | "proto" => s(ctx.proto),
+            "fu" => addr_part(m.from(), "uri"),
+            "fU" => addr_part(m.from(), "user"),
+            "fd" => addr_part(m.from(), "host"),
+            "fn" => addr_part(m.from(), "display"),
+            "ft" => addr_part(m.from(), "tag"),
+            "tu" => addr_part(m.to(), "uri"),
+            "tU" => addr_part(m.to(), "user"),
+            "td" => addr_part(m.to(), "host"),
+            "tn" => addr_part(m.to(), "display"),
+            "tt" => addr_part(m.to(), "tag"),
+            "ci" => s(m.call_id()),
+            "cs" => Dynamic::from(m.cseq().map(|c| c.number as i64).unwrap_or(0)),
+            "rm" => s(m.method_text()),
+            "rs" => match ctx.reply.as_ref().or(Some(m)).and_then(|r| r.status()) {
+                Some(c) => Dynamic::from(c as i64),
+                None if ctx.reply_code > 0 => Dynamic::from(ctx.reply_code as i64),
+                None => Dynamic::UNIT,
+            },
+            "rr" => s(ctx.reply.as_ref().or(Some(m)).map(|r| r.reason()).unwrap_or("")),
+            "rb" => s(&String::from_utf8_lossy(m.body())),
+            "ct" => m.value(&HeaderName::Contact).map(s).unwrap_or(Dynamic::UNIT),
+            "ua" => m.value(&HeaderName::UserAgent).map(s).unwrap_or(Dynamic::UNIT),
+            "fs" => ctx.send_socket.as_deref().map(s).unwrap_or(Dynamic::UNIT),
+            "mf" => Dynamic::from(ctx.flags as i64),
+            "retcode" => Dynamic::from(ctx.retcode),
+            "T_reply_code" => Dynamic::from(ctx.reply_code as i64),
+            "T_branch_idx" => Dynamic::from(ctx.branch_idx),
+            "avp" => ctx.avps.get(arg).cloned().unwrap_or(Dynamic::UNIT),
+            "hdr" => m.headers_by_text(arg).next().map(|h| s(m.text(h.value))).unwrap_or(Dynamic::UNIT),
+            other => return Err(script_error(format!("unknown pseudo-variable ${other}"))),
+        })
+    })?
+}
+
+/// Writes a pseudo-variable.
+///
+/// # Errors
+/// A read-only name, or a value that is not a usable URI part.
+pub fn set(name: &str, arg: &str, value: Dynamic) -> FnResult<()> {
+    if name == "var" {
+        VARS.with(|v| v.borrow_mut().insert(arg.to_string(), value));
+        return Ok(());
+    }
+    with_ctx(|ctx| -> FnResult<()> {
+        match name {
+            "ru" => ctx.new_ruri = Some(as_text(&value)),
+            "rU" | "rd" | "rp" => {
+                let cur = ctx.ruri().to_string();
+                let u = Uri::parse(&cur).ok_or_else(|| script_error(format!("cannot set ${name}: bad R-URI {cur:?}")))?;
+                let text = as_text(&value);
+                ctx.new_ruri = Some(match name {
+                    "rU" => u.with_user(&text),
+                    "rd" => u.with_host(&text),
+                    _ => u.with_port(if text.is_empty() { None } else { as_int(&value).map(|p| p as u16) }),
+                });
+            }
+            "du" => ctx.du = if value.is_unit() || as_text(&value).is_empty() { None } else { Some(as_text(&value)) },
+            "fs" => ctx.send_socket = if value.is_unit() { None } else { Some(as_text(&value)) },
+            "avp" => {
+                if value.is_unit() {
+                    ctx.avps.pop(arg)
+                } else {
+                    ctx.avps.push(arg, value)
+                }
+            }
+            other => return Err(script_error(format!("${other} is read-only"))),
+        }
+        Ok(())
+    })?
+}

@@ -1,0 +1,260 @@
+//! Sockets in, framed messages out; messages in, datagrams and stream writes out.
+//!
+//! Owns: the UDP and TCP listeners of `[core] listen`, the table of open TCP connections
+//! (so replies and in-dialog requests go back over the connection a request came on,
+//! RFC 3261 §18.2.2), stream framing by Content-Length (§18.3), and the advertised address
+//! written into Via and Record-Route. Does not own: what a message means.
+//!
+//! The hot path: each UDP socket (several per address with SO_REUSEPORT) has its own
+//! receive task that hands every datagram to the [`Handler`] inline, with no channel hop
+//! and no lock. Sends never wait: UDP uses `try_send_to`, TCP queues to the connection's
+//! writer task.
+
+mod tcp;
+mod udp;
+
+use crate::config::{parse_listen, Config};
+use bytes::Bytes;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TpError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("no {0} socket to send from")]
+    NoSocket(&'static str),
+    #[error("send to {0} failed: {1}")]
+    Send(SocketAddr, std::io::Error),
+    #[error("send to {0} would block; datagram dropped")]
+    WouldBlock(SocketAddr),
+    #[error("{0}")]
+    Config(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+    /// The transport token of a Via header (RFC 3261 §20.42).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Proto::Udp => "UDP",
+            Proto::Tcp => "TCP",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Proto> {
+        if s.eq_ignore_ascii_case("udp") {
+            Some(Proto::Udp)
+        } else if s.eq_ignore_ascii_case("tcp") {
+            Some(Proto::Tcp)
+        } else {
+            None
+        }
+    }
+    pub fn is_stream(self) -> bool {
+        self == Proto::Tcp
+    }
+}
+
+/// One configured socket and how it presents itself in Via and Record-Route.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub id: usize,
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    /// `host:port` for Via / Record-Route (the `advertise` address, or the socket's).
+    pub advertised: String,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+/// A message as it arrived.
+#[derive(Debug)]
+pub struct Inbound {
+    pub data: Bytes,
+    pub src: SocketAddr,
+    pub proto: Proto,
+    /// Index of the [`Listener`] it arrived on.
+    pub listener: usize,
+}
+
+/// Receives every framed message. Called on the receiving task: must not block.
+pub trait Handler: Send + Sync + 'static {
+    fn on_message(&self, msg: Inbound);
+}
+
+pub struct Transport {
+    listeners: Vec<Listener>,
+    udp: Vec<Option<Arc<tokio::net::UdpSocket>>>,
+    tcp: tcp::Connections,
+    aliases: Vec<String>,
+    handler: std::sync::OnceLock<Arc<dyn Handler>>,
+    me: std::sync::Weak<Transport>,
+}
+
+/// Sockets bound by [`Transport::bind`], waiting for [`Transport::start`].
+pub struct Bound {
+    udp: Vec<(usize, Vec<Arc<tokio::net::UdpSocket>>)>,
+    tcp: Vec<(usize, tokio::net::TcpListener)>,
+}
+
+fn format_hostport(ip: &str, port: u16) -> String {
+    if ip.contains(':') && !ip.starts_with('[') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+impl Transport {
+    /// Binds every `[core] listen` socket (with IP_FREEBIND, so a standby can listen on a
+    /// virtual IP it does not hold yet). `workers` UDP sockets share each UDP address
+    /// through SO_REUSEPORT.
+    ///
+    /// # Errors
+    /// A socket that cannot be bound, or a bad listen entry.
+    pub fn bind(cfg: &Config, workers: usize) -> Result<(Arc<Transport>, Bound), TpError> {
+        let mut listeners = Vec::new();
+        let mut udp_send = Vec::new();
+        let mut bound = Bound { udp: Vec::new(), tcp: Vec::new() };
+        let advertise = cfg.core.advertise.as_deref().map(|a| match a.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() && !h.contains(':') || h.ends_with(']') => {
+                (h.to_string(), p.parse::<u16>().ok())
+            }
+            _ => (a.to_string(), None),
+        });
+        for (id, l) in cfg.core.listen.iter().enumerate() {
+            let (proto, addr) = parse_listen(l).map_err(|e| TpError::Config(e.to_string()))?;
+            let proto = Proto::parse(&proto).ok_or_else(|| TpError::Config(format!("bad protocol in {l}")))?;
+            let (host, port) = match &advertise {
+                Some((h, p)) => (h.clone(), p.unwrap_or(addr.port())),
+                None => (addr.ip().to_string(), addr.port()),
+            };
+            match proto {
+                Proto::Udp => {
+                    let socks = udp::bind(addr, workers.max(1), cfg.core.udp_rcvbuf)
+                        .map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    udp_send.push(Some(socks[0].clone()));
+                    // Port 0 asks the kernel; every later use needs the real one.
+                    let real = socks[0].local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
+                    listeners.push(Listener { id, proto, addr: real, advertised: format_hostport(&host, port), advertised_host: host, advertised_port: port });
+                    bound.udp.push((id, socks));
+                }
+                Proto::Tcp => {
+                    let lst = tcp::bind(addr).map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    let real = lst.local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
+                    udp_send.push(None);
+                    listeners.push(Listener { id, proto, addr: real, advertised: format_hostport(&host, port), advertised_host: host, advertised_port: port });
+                    bound.tcp.push((id, lst));
+                }
+            }
+        }
+        let mut aliases = cfg.core.alias.clone();
+        if let Some((h, _)) = &advertise {
+            aliases.push(h.clone());
+        }
+        let tp = Arc::new_cyclic(|me| Transport {
+            listeners,
+            udp: udp_send,
+            tcp: tcp::Connections::default(),
+            aliases,
+            handler: std::sync::OnceLock::new(),
+            me: me.clone(),
+        });
+        Ok((tp, bound))
+    }
+
+    /// Starts the receive tasks; messages go to `handler`.
+    pub fn start(self: &Arc<Self>, bound: Bound, handler: Arc<dyn Handler>) {
+        let _ = self.handler.set(handler.clone());
+        for (id, socks) in bound.udp {
+            for s in socks {
+                tokio::spawn(udp::recv_loop(s, id, handler.clone()));
+            }
+        }
+        for (id, lst) in bound.tcp {
+            tokio::spawn(tcp::accept_loop(self.clone(), lst, id, handler.clone()));
+        }
+    }
+
+    fn handler_for_outgoing(&self) -> Option<Arc<dyn Handler>> {
+        self.handler.get().cloned()
+    }
+    fn tcp_conns_handle(&self) -> tcp::ConnsHandle {
+        Arc::new(tcp::TransportShared { tp: self.me.clone() })
+    }
+
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+    pub fn listener(&self, id: usize) -> Option<&Listener> {
+        self.listeners.get(id)
+    }
+
+    /// The socket to send from towards `dst` over `proto`: the given one when it fits,
+    /// else the first listener of that protocol and address family.
+    pub fn pick_listener(&self, proto: Proto, dst: &SocketAddr, preferred: Option<usize>) -> Option<usize> {
+        if let Some(p) = preferred.and_then(|p| self.listeners.get(p)) {
+            if p.proto == proto && p.addr.is_ipv4() == dst.is_ipv4() {
+                return Some(p.id);
+            }
+        }
+        self.listeners.iter().find(|l| l.proto == proto && l.addr.is_ipv4() == dst.is_ipv4()).map(|l| l.id)
+            .or_else(|| self.listeners.iter().find(|l| l.proto == proto).map(|l| l.id))
+    }
+
+    /// Sends one message. Never waits.
+    ///
+    /// # Errors
+    /// No socket of that protocol, or the kernel refused the datagram.
+    pub fn send(&self, proto: Proto, listener: Option<usize>, dst: SocketAddr, data: Bytes) -> Result<(), TpError> {
+        match proto {
+            Proto::Udp => {
+                let id = self.pick_listener(Proto::Udp, &dst, listener).ok_or(TpError::NoSocket("udp"))?;
+                let sock = self.udp.get(id).and_then(|s| s.as_ref()).ok_or(TpError::NoSocket("udp"))?;
+                match sock.try_send_to(&data, dst) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(TpError::WouldBlock(dst)),
+                    Err(e) => Err(TpError::Send(dst, e)),
+                }
+            }
+            Proto::Tcp => {
+                let id = self.pick_listener(Proto::Tcp, &dst, listener);
+                self.tcp.send(self, id, dst, data)
+            }
+        }
+    }
+
+    /// Whether `host[:port]` names this proxy: a listening address, the advertised
+    /// address or an alias (OpenSIPS `myself`).
+    pub fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let ip: Option<IpAddr> = bare.parse().ok();
+        // A URI without a port means 5060 (RFC 3261 §19.1.2).
+        let want_port = port.unwrap_or(5060);
+        let listening = self.listeners.iter().any(|l| {
+            let host_ok = ip.is_some_and(|ip| ip == l.addr.ip()) || l.advertised_host.eq_ignore_ascii_case(bare);
+            host_ok && (want_port == l.addr.port() || want_port == l.advertised_port)
+        });
+        if listening {
+            return true;
+        }
+        self.aliases.iter().any(|a| {
+            let (ah, ap) = a.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>().ok())).unwrap_or((a, None));
+            ah.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(bare) && (ap.is_none() || port.is_none() || ap == port)
+        })
+    }
+}
