@@ -49,12 +49,22 @@ pub struct Running {
 /// # Errors
 /// The script does not compile or a socket cannot be bound.
 pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
+    let path = script_path(cfg, from_file);
+    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
+    let running = start_with(cfg, host)?;
+    tracing::info!(script = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default".into()), "siprox ready");
+    Ok(running)
+}
+
+/// Starts serving with a script host built by the caller (embedding, examples, tests).
+///
+/// # Errors
+/// A socket cannot be bound.
+pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
     let workers = match cfg.core.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
-    let path = script_path(cfg, from_file);
-    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
     let (transport, bound) = Transport::bind(cfg, workers)?;
     let tm = Tm::new(Timers::from_config(&cfg.tm), transport.clone());
     let proxy = Proxy::new(cfg, transport.clone(), tm.clone(), Arc::new(host));
@@ -62,7 +72,7 @@ pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
     }
-    tracing::info!(script = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default".into()), "siprox ready");
+    proxy.startup();
     Ok(Running { transport, tm, proxy })
 }
 

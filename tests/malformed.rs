@@ -26,7 +26,9 @@ fn route() {
 
 fn options_over_udp_answered(proxy: SocketAddr) -> bool {
     let req = Req::new("OPTIONS", proxy, Proto::Udp);
-    let got = udp_exchange(proxy, |l| req.build(l), Duration::from_millis(1500));
+    let got = udp_exchange_until(proxy, |l| req.build(l), Duration::from_millis(1500), |g| {
+        g.iter().any(|m| status_codes(m).contains(&200))
+    });
     got.iter().any(|m| status_codes(m).contains(&200))
 }
 

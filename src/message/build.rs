@@ -47,6 +47,10 @@ pub fn build_reply(req: &SipMsg, code: u16, reason: &str, opts: &ReplyOpts<'_>) 
                 first_via = false;
             }
             HeaderName::From | HeaderName::CallId | HeaderName::CSeq => push_line(&mut out, req, h.line),
+            // §8.2.6.1: a 100 (Trying) carries the request's Timestamp.
+            HeaderName::Other if code == 100 && req.slice(h.name_span).eq_ignore_ascii_case(b"timestamp") => {
+                push_line(&mut out, req, h.line)
+            }
             HeaderName::To => {
                 let has_tag = req.to().and_then(|t| t.tag()).is_some();
                 match opts.to_tag {

@@ -57,8 +57,15 @@ impl Edits {
     /// Prints `msg` with the edits of every layer applied, in layer order for edits at the
     /// same position. An edit that falls inside a range another edit already replaced is
     /// skipped (a header both rewritten and removed ends up removed).
+    ///
+    /// What is printed is the message the index covers: from its start line to the end of
+    /// its body. CRLFs before the start line and bytes past Content-Length in a datagram
+    /// (RFC 3261 §18.3, RFC 4475 §3.1.1.8) are not part of it and are not sent on; edits
+    /// outside that range are ignored.
     pub fn render(msg: &SipMsg, layers: &[&Edits]) -> Vec<u8> {
         let src = &msg.bytes()[..];
+        let first = msg.start_line_span().start as usize;
+        let last = msg.body_span().end as usize;
         let mut all: Vec<(usize, &Edit)> = Vec::with_capacity(layers.iter().map(|l| l.ops.len()).sum());
         for layer in layers {
             for e in &layer.ops {
@@ -68,18 +75,18 @@ impl Edits {
         // Insertions go before a replacement starting at the same byte, then by order added.
         all.sort_by_key(|(seq, e)| (e.start, !e.is_insert(), *seq));
         let extra: usize = all.iter().map(|(_, e)| e.text.len()).sum();
-        let mut out = Vec::with_capacity(src.len() + extra);
-        let mut cursor = 0usize;
+        let mut out = Vec::with_capacity(last - first + extra);
+        let mut cursor = first;
         for (_, e) in all {
             let (s, t) = (e.start as usize, e.end as usize);
-            if s < cursor || t > src.len() {
+            if s < cursor || t < s || t > last {
                 continue;
             }
             out.extend_from_slice(&src[cursor..s]);
             out.extend_from_slice(e.text.as_bytes());
             cursor = t;
         }
-        out.extend_from_slice(&src[cursor..]);
+        out.extend_from_slice(&src[cursor..last]);
         out
     }
 }

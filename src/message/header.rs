@@ -66,7 +66,7 @@ impl HeaderName {
         ];
         for (name, id) in KNOWN {
             if name.eq_ignore_ascii_case(b) {
-                return id.clone();
+                return *id;
             }
         }
         HeaderName::Other

@@ -9,6 +9,9 @@
 //! buffer. A header is decoded (Via, From, CSeq, …) only when somebody asks for it, and what
 //! the proxy did not edit leaves byte for byte as it came (RFC 3261 §16.6 asks a proxy to
 //! change only what it must).
+//!
+//! rsip sits behind [`rsip_bridge`] for full typed values, decoded on demand and never on the
+//! relay path. The RFC 4475 torture corpus (testdata/torture/) is the golden test of all this.
 
 mod build;
 mod edit;
@@ -16,6 +19,7 @@ mod error;
 mod header;
 mod method;
 mod parse;
+pub mod rsip_bridge;
 mod typed;
 mod uri;
 
@@ -26,7 +30,7 @@ pub use header::HeaderName;
 pub use method::Method;
 pub use parse::{frame_stream, MAX_MESSAGE};
 pub use typed::{split_commas, CSeq, NameAddr, Via};
-pub use uri::{Host, Uri};
+pub use uri::{unescape, Host, Uri};
 
 use bytes::Bytes;
 
@@ -90,6 +94,19 @@ impl SipMsg {
     /// [`ParseError`] when the start line, a header line or Content-Length is unusable.
     pub fn parse(buf: Bytes) -> Result<SipMsg, ParseError> {
         parse::parse(buf)
+    }
+
+    /// A placeholder message for hooks that run without one (startup_route): an OPTIONS
+    /// with no headers. Functions that need a real message fail on it gracefully.
+    pub fn empty() -> SipMsg {
+        SipMsg {
+            buf: Bytes::from_static(b"OPTIONS sip:localhost SIP/2.0\r\n\r\n"),
+            start: StartLine::Request { method: Method::Options, method_span: Span::new(0, 7), uri: Span::new(8, 21) },
+            start_line: Span::new(0, 29),
+            headers: Vec::new(),
+            headers_end: 31,
+            body: Span::new(33, 33),
+        }
     }
 
     pub fn bytes(&self) -> &Bytes {
@@ -163,7 +180,7 @@ impl SipMsg {
 
     /// Every header line with this name, in order.
     pub fn headers_named(&self, name: &HeaderName) -> impl Iterator<Item = &Header> + '_ {
-        let name = name.clone();
+        let name = *name;
         self.headers.iter().filter(move |h| h.name == name)
     }
     /// Header lines whose name matches `name` (any case, compact forms too).
@@ -227,27 +244,132 @@ impl SipMsg {
     pub fn expires(&self) -> Option<u32> {
         self.value(&HeaderName::Expires).and_then(|v| v.trim().parse().ok())
     }
-    /// The checks a proxy makes before it routes a request (RFC 3261 §16.3): the mandatory
-    /// headers are there and readable, and CSeq names the request's method.
+    /// The checks a proxy makes before it routes a request (RFC 3261 §16.3), all on the
+    /// index and without allocating: a SIP/SIPS Request-URI parses and carries no headers
+    /// (RFC 4475 §3.1.2.11); Via, From, To, Call-ID and CSeq are there and readable, every Via
+    /// value included (§3.1.2.1); From, To, Call-ID, CSeq and Max-Forwards appear once
+    /// (§3.3.8); CSeq is below 2**31 and names the request's method (RFC 3261 §8.1.1.5, RFC
+    /// 4475 §3.1.2.17–18); Max-Forwards, when present, is a number; every Contact value is
+    /// `*` or a name-addr/addr-spec (§3.1.2.13); a Date header is an RFC 1123 date in GMT
+    /// (§3.1.2.12). For a reply this returns `Ok(())`; see [`check_reply`](Self::check_reply).
+    ///
+    /// Not checked here, because later layers decide them: the Request-URI scheme (416), the
+    /// Max-Forwards value (483), Proxy-Require (420), branch ids, body types.
     ///
     /// # Errors
     /// The first problem found, as a [`ParseError`] whose `reason()` fits a 400.
     pub fn check_request(&self) -> Result<(), ParseError> {
-        let StartLine::Request { method, .. } = &self.start else {
+        let StartLine::Request { method, uri, .. } = &self.start else {
             return Ok(());
         };
-        self.top_via().ok_or(ParseError::Missing("Via"))?;
-        self.from().ok_or(ParseError::Missing("From"))?;
-        self.to().ok_or(ParseError::Missing("To"))?;
-        if self.call_id().is_empty() {
+        match Uri::parse(self.text(*uri)) {
+            Some(u) if !u.is_sip() || u.headers().is_empty() => {}
+            _ => return Err(ParseError::StartLine),
+        }
+        self.check_common(Some(method))
+    }
+
+    /// The checks a proxy makes before it relays a reply (RFC 3261 §16.7, §18.1.2): Via,
+    /// From, To, Call-ID and CSeq are there, readable and (but Via) single, and the CSeq
+    /// number is below 2**31 (RFC 4475 §3.1.2.5). For a request this returns `Ok(())`.
+    ///
+    /// # Errors
+    /// The first problem found; a reply that fails is dropped, never answered.
+    pub fn check_reply(&self) -> Result<(), ParseError> {
+        if self.is_request() {
+            return Ok(());
+        }
+        self.check_common(None)
+    }
+
+    fn check_common(&self, method: Option<&Method>) -> Result<(), ParseError> {
+        fn once(seen: &mut bool, name: &'static str) -> Result<(), ParseError> {
+            if std::mem::replace(seen, true) {
+                return Err(ParseError::Duplicate(name));
+            }
+            Ok(())
+        }
+        let (mut via, mut from, mut to, mut call_id, mut cseq, mut mf) = (false, false, false, false, false, false);
+        for h in &self.headers {
+            // Only the headers checked below are read as text (UTF-8 validated).
+            let v = || self.text(h.value);
+            match h.name {
+                HeaderName::Via => {
+                    via = true;
+                    let (text, mut n) = (v(), 0);
+                    for part in split_commas(self.slice(h.value)) {
+                        n += 1;
+                        text.get(part).and_then(Via::parse).ok_or(ParseError::BadHeader("Via"))?;
+                    }
+                    if n == 0 {
+                        return Err(ParseError::BadHeader("Via"));
+                    }
+                }
+                HeaderName::From => {
+                    once(&mut from, "From")?;
+                    NameAddr::parse(v()).ok_or(ParseError::BadHeader("From"))?;
+                }
+                HeaderName::To => {
+                    once(&mut to, "To")?;
+                    NameAddr::parse(v()).ok_or(ParseError::BadHeader("To"))?;
+                }
+                HeaderName::CallId => {
+                    once(&mut call_id, "Call-ID")?;
+                    let raw = self.slice(h.value);
+                    if raw.is_empty() || raw.iter().any(|&c| c <= b' ' || c == 0x7f) {
+                        return Err(ParseError::BadHeader("Call-ID"));
+                    }
+                }
+                HeaderName::CSeq => {
+                    once(&mut cseq, "CSeq")?;
+                    let c = CSeq::parse(v()).ok_or(ParseError::BadHeader("CSeq"))?;
+                    if c.number >= 1 << 31 || method.is_some_and(|m| *m != c.method) {
+                        return Err(ParseError::BadHeader("CSeq"));
+                    }
+                }
+                HeaderName::MaxForwards if method.is_some() => {
+                    once(&mut mf, "Max-Forwards")?;
+                    if !matches!(parse::parse_digits(self.slice(h.value)), Some(n) if n <= u64::from(u32::MAX)) {
+                        return Err(ParseError::BadHeader("Max-Forwards"));
+                    }
+                }
+                HeaderName::Contact if method.is_some() => {
+                    let (text, mut n) = (v(), 0);
+                    for part in split_commas(self.slice(h.value)) {
+                        n += 1;
+                        let c = text.get(part).unwrap_or("");
+                        if c != "*" && NameAddr::parse(c).is_none() {
+                            return Err(ParseError::BadHeader("Contact"));
+                        }
+                    }
+                    if n == 0 {
+                        return Err(ParseError::BadHeader("Contact"));
+                    }
+                }
+                HeaderName::Other
+                    if method.is_some()
+                        && self.slice(h.name_span).eq_ignore_ascii_case(b"date")
+                        && !typed::is_rfc1123_gmt(v()) =>
+                {
+                    return Err(ParseError::BadHeader("Date"));
+                }
+                _ => {}
+            }
+        }
+        if !via {
+            return Err(ParseError::Missing("Via"));
+        }
+        if !from {
+            return Err(ParseError::Missing("From"));
+        }
+        if !to {
+            return Err(ParseError::Missing("To"));
+        }
+        if !call_id {
             return Err(ParseError::Missing("Call-ID"));
         }
-        let cseq = self.cseq().ok_or(ParseError::Missing("CSeq"))?;
-        if cseq.method != *method {
+        if !cseq {
             return Err(ParseError::Missing("CSeq"));
-        }
-        if let Some(Err(())) = self.max_forwards() {
-            return Err(ParseError::HeaderLine(0));
         }
         Ok(())
     }
@@ -259,4 +381,8 @@ impl SipMsg {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod torture_tests;

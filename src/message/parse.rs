@@ -39,6 +39,16 @@ fn line_end(buf: &[u8], from: usize, limit: usize) -> (usize, usize) {
     (limit, limit)
 }
 
+/// One logical header line starting at `from`, folded continuation lines (starting with SP
+/// or HT, RFC 3261 §7.3.1) included: (offset of its last line end, offset of the next line).
+fn header_line_end(buf: &[u8], from: usize, hend: usize, limit: usize) -> (usize, usize) {
+    let (mut end, mut next) = line_end(buf, from, limit);
+    while next < hend && matches!(buf[next], b' ' | b'\t') {
+        (end, next) = line_end(buf, next, limit);
+    }
+    (end, next)
+}
+
 fn trim(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     while s < e && matches!(buf[s], b' ' | b'\t' | b'\r' | b'\n') {
         s += 1;
@@ -49,6 +59,28 @@ fn trim(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     (s, e)
 }
 
+/// `1*DIGIT` as a number: no sign, no white space, `None` on overflow (RFC 4475 §3.1.2.4:
+/// overlarge values must not wrap around).
+pub(crate) fn parse_digits(b: &[u8]) -> Option<u64> {
+    if b.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some(n)
+}
+
+/// A Content-Length value (RFC 3261 §20.14: `1*DIGIT`); a sign or an overflow is an error
+/// (RFC 4475 §3.1.2.3 ncl).
+fn content_length_value(v: &[u8]) -> Result<u64, ParseError> {
+    parse_digits(v).ok_or(ParseError::ContentLength)
+}
+
 /// Cuts one message off the front of a stream buffer (RFC 3261 §18.3: on a stream the
 /// Content-Length header tells where the message ends). Leading CRLFs (keep-alives, RFC 5626
 /// §3.5.1) must already be skipped by the caller.
@@ -56,43 +88,70 @@ fn trim(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
 /// Returns `Ok(None)` while more bytes are needed, `Ok(Some(len))` for a whole message.
 ///
 /// # Errors
-/// `TooLarge` past [`MAX_MESSAGE`], `ContentLength` for an unreadable length.
+/// `TooLarge` past [`MAX_MESSAGE`], `ContentLength` for an unreadable length or two
+/// Content-Length headers that disagree.
 pub fn frame_stream(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-    let Some((_, body_start)) = find_headers_end(buf, 0) else {
+    let Some((hend, body_start)) = find_headers_end(buf, 0) else {
         return if buf.len() > MAX_MESSAGE { Err(ParseError::TooLarge) } else { Ok(None) };
     };
-    let mut cl = 0usize;
-    let mut pos = 0;
-    while pos < body_start {
-        let (end, next) = line_end(buf, pos, body_start);
+    if body_start > MAX_MESSAGE {
+        return Err(ParseError::TooLarge);
+    }
+    let mut cl: Option<u64> = None;
+    // The start line holds no header; skip it.
+    let (_, mut pos) = line_end(buf, 0, hend);
+    while pos < hend {
+        let (end, next) = header_line_end(buf, pos, hend, body_start);
         let line = &buf[pos..end];
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             let (ns, ne) = trim(line, 0, colon);
             if HeaderName::from_bytes(&line[ns..ne]) == HeaderName::ContentLength {
                 let (vs, ve) = trim(line, colon + 1, line.len());
-                let v = std::str::from_utf8(&line[vs..ve]).map_err(|_| ParseError::ContentLength)?;
-                cl = v.parse().map_err(|_| ParseError::ContentLength)?;
+                let n = content_length_value(&line[vs..ve])?;
+                if cl.is_some_and(|prev| prev != n) {
+                    return Err(ParseError::ContentLength);
+                }
+                cl = Some(n);
             }
         }
         pos = next;
     }
-    let total = body_start.checked_add(cl).ok_or(ParseError::TooLarge)?;
-    if total > MAX_MESSAGE {
+    let total = (body_start as u64).saturating_add(cl.unwrap_or(0));
+    if total > MAX_MESSAGE as u64 {
         return Err(ParseError::TooLarge);
     }
+    let total = total as usize;
     Ok(if buf.len() >= total { Some(total) } else { None })
 }
 
-fn is_token_byte(b: u8) -> bool {
+pub(crate) fn is_token_byte(b: u8) -> bool {
     // RFC 3261 §25.1 token characters.
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
+/// The shape every Request-URI has (RFC 3261 §25.1 `Request-URI = SIP-URI / SIPS-URI /
+/// absoluteURI`): a scheme, a colon, then no white space or control bytes, no `<>` (RFC
+/// 4475 §3.1.2.7) and no quotes. Bytes past ASCII are let through (seen in the wild, and the
+/// proxy only relays them). Which schemes the proxy can route is decided later (416).
+fn request_uri_ok(uri: &[u8]) -> bool {
+    let Some(colon) = uri.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let scheme = &uri[..colon];
+    !scheme.is_empty()
+        && scheme[0].is_ascii_alphabetic()
+        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && uri.iter().all(|&b| b > b' ' && b != 0x7f && !b"<>\"".contains(&b))
+}
+
 fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseError> {
     let line = &buf[s..e];
-    if line.starts_with(b"SIP/") {
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let rest = line.strip_prefix(b"SIP/2.0 ").ok_or(ParseError::Version)?;
+        if line.len() < 8 || !line[..8].eq_ignore_ascii_case(b"SIP/2.0 ") {
+            return Err(ParseError::Version);
+        }
+        let rest = &line[8..];
         if rest.len() < 3 || !rest[..3].iter().all(u8::is_ascii_digit) || (rest.len() > 3 && rest[3] != b' ') {
             return Err(ParseError::Status);
         }
@@ -113,13 +172,16 @@ fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseEr
     if method.is_empty() || !method.iter().all(|&b| is_token_byte(b)) {
         return Err(ParseError::StartLine);
     }
-    let uri = &line[sp1 + 1..sp2];
-    // White space inside the Request-URI is not allowed (RFC 4475 §3.1.2.3 lwsruri).
-    if uri.iter().any(|&b| b == b' ' || b == b'\t') || uri.is_empty() {
+    // White space inside the Request-URI (RFC 4475 §3.1.2.8 lwsruri), extra spaces between
+    // the elements (§3.1.2.9 lwsstart, §3.1.2.10 trws) and `<…>` (§3.1.2.7) all land here.
+    if !request_uri_ok(&line[sp1 + 1..sp2]) {
         return Err(ParseError::StartLine);
     }
-    if !line[sp2 + 1..].eq_ignore_ascii_case(b"SIP/2.0") {
-        return Err(ParseError::Version);
+    let version = &line[sp2 + 1..];
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        // Another SIP version gets a 505 (RFC 4475 §3.1.2.16); anything else is a bad line.
+        let looks_like_version = version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/");
+        return Err(if looks_like_version { ParseError::Version } else { ParseError::StartLine });
     }
     Ok(StartLine::Request {
         method: Method::from_bytes(method),
@@ -145,17 +207,13 @@ pub(super) fn parse(buf: Bytes) -> Result<SipMsg, ParseError> {
     let mut headers: Vec<Header> = Vec::with_capacity(16);
     while pos_h < hend {
         let line_start = pos_h;
-        let (mut end, mut next) = line_end(b, pos_h, body_start);
-        // Folded continuation lines start with white space (RFC 3261 §7.3.1).
-        while next < hend && matches!(b[next], b' ' | b'\t') {
-            let (e2, n2) = line_end(b, next, body_start);
-            end = e2;
-            next = n2;
-        }
+        let (end, next) = header_line_end(b, pos_h, hend, body_start);
         let line = &b[line_start..end];
         let colon = line.iter().position(|&c| c == b':').ok_or(ParseError::HeaderLine(line_start))?;
         let (ns, ne) = trim(b, line_start, line_start + colon);
-        if ns == ne || !b[ns..ne].iter().all(|&c| is_token_byte(c)) {
+        // The name starts the line: a line starting with white space right after the start
+        // line is a fold of nothing.
+        if ns != line_start || ns == ne || !b[ns..ne].iter().all(|&c| is_token_byte(c)) {
             return Err(ParseError::HeaderLine(line_start));
         }
         let (vs, ve) = trim(b, line_start + colon + 1, end);
@@ -169,22 +227,22 @@ pub(super) fn parse(buf: Bytes) -> Result<SipMsg, ParseError> {
     }
 
     // RFC 3261 §18.3: a datagram's body ends at Content-Length; bytes beyond it are dropped,
-    // fewer bytes than announced make the message unusable.
+    // fewer bytes than announced make the message unusable. Two Content-Length headers that
+    // disagree make it unusable too (RFC 4475 §3.3.9).
     let rest = b.len() - body_start;
-    let mut body_len = rest;
-    let mut cl_seen = false;
+    let mut cl: Option<u64> = None;
     for h in headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
-        let v = std::str::from_utf8(&b[h.value.range()]).map_err(|_| ParseError::ContentLength)?;
-        let n: usize = v.parse().map_err(|_| ParseError::ContentLength)?;
-        if cl_seen && n != body_len {
+        let n = content_length_value(&b[h.value.range()])?;
+        if cl.is_some_and(|prev| prev != n) {
             return Err(ParseError::ContentLength);
         }
-        cl_seen = true;
-        if n > rest {
-            return Err(ParseError::BodyTruncated);
-        }
-        body_len = n;
+        cl = Some(n);
     }
+    let body_len = match cl {
+        Some(n) if n > rest as u64 => return Err(ParseError::BodyTruncated),
+        Some(n) => n as usize,
+        None => rest,
+    };
     Ok(SipMsg {
         start,
         start_line,

@@ -2,6 +2,7 @@
 //! Parts are kept as ranges so a rewrite of one part leaves the rest as written.
 
 use super::typed::find_param;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -58,14 +59,15 @@ impl<'a> Uri<'a> {
                 headers: text.len()..text.len(),
             });
         }
-        let hdr_start = text[rest_start..].find('?').map(|i| i + rest_start).unwrap_or(text.len());
-        // userinfo ends at the last '@' before any header part (the user part may hold
-        // escaped or unescaped ';' and '?', RFC 3261 §19.1.2 table).
-        let at = text[rest_start..hdr_start].rfind('@').map(|i| i + rest_start);
+        // userinfo ends at the first '@': '@' appears nowhere else in a SIP URI (RFC 3261
+        // §25.1: not in user, password, params or headers), while the user part may hold
+        // unescaped ';', '?', '/' and ',' (RFC 4475 §3.1.1.2 intmeth, §3.1.1.9 semiuri).
+        let at = text[rest_start..].find('@').map(|i| i + rest_start);
         let (user, hostport_start) = match at {
             Some(at) => (Some(rest_start..at), at + 1),
             None => (None, rest_start),
         };
+        let hdr_start = text[hostport_start..].find('?').map(|i| i + hostport_start).unwrap_or(text.len());
         let params_start = text[hostport_start..hdr_start].find(';').map(|i| i + hostport_start).unwrap_or(hdr_start);
         let hp = &text[hostport_start..params_start];
         let (host, port) = if hp.starts_with('[') {
@@ -177,4 +179,29 @@ impl<'a> Uri<'a> {
         let end = self.port.as_ref().map(|p| p.end).unwrap_or(self.host.end);
         &self.text[self.host.start..end]
     }
+}
+
+/// Undoes `%XX` escapes (RFC 3261 §19.1.2), for comparing URI parts (§19.1.4): what is
+/// relayed keeps the escapes as written. A `%` not followed by two hex digits stays as it is
+/// (RFC 4475 §3.1.1.5). Borrows when there is nothing to undo.
+pub fn unescape(s: &str) -> Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return Cow::Borrowed(b);
+    }
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
 }

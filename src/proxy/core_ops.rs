@@ -5,7 +5,7 @@ use super::hooks::{with_data, TxData};
 use super::util::{reply_dest, socket_listener, stamp_top_via};
 use super::Proxy;
 use crate::message::{HeaderName, Method};
-use crate::script::api::{CoreOps, Ctx, LastError};
+use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
 use crate::transaction::Cell;
 use crate::transport::Proto;
 use std::sync::Arc;
@@ -48,6 +48,11 @@ impl CoreOps for Proxy {
         if ctx.msg.method() == Method::Ack || !ctx.msg.is_request() {
             return 1;
         }
+        if ctx.kind == RouteKind::Failure && self.cell_of(ctx).is_some() {
+            // In failure_route the transaction is the one answering, or the winner would
+            // still be relayed after this reply.
+            return self.t_reply(ctx, code, reason);
+        }
         self.reply_stateless(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport, code, reason);
         ctx.answered = true;
         1
@@ -81,6 +86,11 @@ impl CoreOps for Proxy {
     }
 
     fn t_relay(&self, ctx: &mut Ctx, flags: &str, outbound: Option<&str>) -> i64 {
+        // t_relay belongs to request and failure routes (spec §4.3).
+        if !matches!(ctx.kind, RouteKind::Request | RouteKind::Failure) {
+            tracing::error!(route = ?ctx.kind, "t_relay is not allowed in this route");
+            return -1;
+        }
         let method = ctx.msg.method();
         if method == Method::Ack {
             // The ACK of a negative final is hop-by-hop: the cell absorbs it (§17.2.1).
@@ -89,7 +99,7 @@ impl CoreOps for Proxy {
                 return 1;
             }
             // A 2xx ACK belongs to no transaction: forwarded statelessly (§16.7 / §13.2.2.4).
-            return self.forward_stateless(ctx, outbound);
+            return self.forward_stateless(ctx, None, outbound);
         }
         if method == Method::Cancel {
             if let Some(invite) = self.tm.lookup_invite_for_cancel(&ctx.msg) {
@@ -191,7 +201,7 @@ impl CoreOps for Proxy {
     }
 
     fn forward(&self, ctx: &mut Ctx, dest: Option<&str>) -> i64 {
-        self.forward_stateless(ctx, dest)
+        self.forward_stateless(ctx, dest, None)
     }
 
     fn is_myself(&self, host: &str, port: Option<u16>) -> bool {

@@ -62,6 +62,19 @@ impl Proxy {
         }
     }
 
+    /// Runs `startup_route` once, if the script has one (spec §1.1).
+    pub fn startup(&self) {
+        let bundle = self.script.bundle();
+        if !bundle.has_hook("startup_route") {
+            return;
+        }
+        let ctx = Ctx::new(RouteKind::Startup, SipMsg::empty(), SocketAddr::from(([0, 0, 0, 0], 0)), "udp", SocketAddr::from(([0, 0, 0, 0], 0)), self.core());
+        let (_, outcome) = crate::script::run_hook(&bundle, "startup_route", ctx);
+        if let Outcome::Error(e) = outcome {
+            tracing::error!(error = %e, "startup_route failed");
+        }
+    }
+
     pub fn script(&self) -> &Arc<ScriptHost> {
         &self.script
     }
@@ -76,12 +89,29 @@ impl Proxy {
         if let Err(e) = msg.check_request() {
             self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%src, error = %e, "bad request");
-            if msg.method() != crate::message::Method::Ack && msg.top_via().is_some() {
-                self.reply_stateless(&msg, src, proto, listener, false, 400, e.reason());
+            let can_answer = msg.method() != crate::message::Method::Ack && msg.top_via().is_some();
+            // error_route may answer itself (or drop); otherwise the 400 goes out.
+            let bundle = self.script.bundle();
+            if bundle.has_hook("error_route") {
+                let mut ctx = Ctx::new(RouteKind::Error, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
+                ctx.listener = listener;
+                ctx.reply_code = 400;
+                ctx.last_error = Some(crate::script::api::LastError { code: 400, reason: e.reason().to_string() });
+                let (ctx, outcome) = crate::script::run_hook(&bundle, "error_route", ctx);
+                if let Outcome::Error(err) = &outcome {
+                    tracing::error!(error = %err, "error_route failed");
+                }
+                if ctx.answered || ctx.dropped {
+                    return;
+                }
+            }
+            if can_answer {
+                self.reply_stateless(&msg, src, proto, listener, false, e.status_code(), e.reason());
             }
             return;
         }
-        let ctx = Ctx::new(RouteKind::Request, msg, src, proto.as_str(), self.local_addr(listener), self.core());
+        let mut ctx = Ctx::new(RouteKind::Request, msg, src, proto.as_str(), self.local_addr(listener), self.core());
+        ctx.listener = listener;
         let (ctx, outcome) = self.script.run("route", ctx);
         self.after_hook(ctx, outcome, "route");
     }
@@ -106,10 +136,17 @@ impl Proxy {
 
     fn on_reply_msg(&self, msg: SipMsg, src: SocketAddr, proto: Proto, listener: usize) {
         self.stats.replies.fetch_add(1, Ordering::Relaxed);
+        // RFC 3261 §18.1.2: a reply that is not well-formed is silently discarded.
+        if let Err(e) = msg.check_reply() {
+            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%src, error = %e, "bad reply dropped");
+            return;
+        }
         // The unnamed onreply_route sees every reply first; drop() there discards it.
         let bundle = self.script.bundle();
         if bundle.has_hook("onreply_route") {
             let mut ctx = Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
+            ctx.listener = listener;
             ctx.reply_code = msg.status().unwrap_or(0);
             let (ctx, outcome) = crate::script::run_hook(&bundle, "onreply_route", ctx);
             if matches!(outcome, Outcome::Drop) || ctx.dropped {
@@ -141,7 +178,7 @@ impl Proxy {
         tracing::info!(%src, error = %err, len = data.len(), "unparsable message dropped");
         if let Some(req) = util::salvage_headers(data) {
             if req.is_request() && req.method() != crate::message::Method::Ack && req.top_via().is_some() && req.check_request().is_ok() {
-                self.reply_stateless(&req, src, proto, listener, false, 400, err.reason());
+                self.reply_stateless(&req, src, proto, listener, false, err.status_code(), err.reason());
             }
         }
     }

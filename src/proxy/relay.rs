@@ -14,6 +14,19 @@ use crate::transport::{Listener, Proto};
 use bytes::Bytes;
 use std::sync::Arc;
 
+/// `[proto:]host[:port]` (t_relay's outbound proxy, `forward()`'s destination) or a SIP
+/// URI, as a URI.
+pub(super) fn outbound_uri(spec: &str) -> String {
+    let spec = spec.trim();
+    if spec.starts_with("sip:") || spec.starts_with("sips:") {
+        return spec.to_string();
+    }
+    match spec.split_once(':') {
+        Some((proto, rest)) if crate::transport::Proto::parse(proto).is_some() => format!("sip:{rest};transport={}", proto.to_ascii_lowercase()),
+        _ => format!("sip:{spec}"),
+    }
+}
+
 /// One destination of the destination set.
 struct Target {
     ruri: String,
@@ -127,7 +140,7 @@ impl Proxy {
                 du = b.du.clone();
                 branch_edits = b.edits;
             }
-            let next_hop = du.clone().or_else(|| outbound.map(|o| if o.contains(':') && o.starts_with("sip") { o.to_string() } else { format!("sip:{o}") }));
+            let next_hop = du.clone().or_else(|| outbound.map(outbound_uri));
             let (proto, addr) = match uri_dest(&self.tp, next_hop.as_deref().unwrap_or(&ruri)) {
                 Ok(d) => d,
                 Err(e) => {
@@ -171,10 +184,15 @@ impl Proxy {
 
     /// Stateless forwarding (`forward()`, ACK of a 2xx): RFC 3261 §16.11 wants the same
     /// branch for a retransmission, so it is derived from the received top Via.
-    pub(super) fn forward_stateless(&self, ctx: &mut Ctx, dest: Option<&str>) -> i64 {
+    /// `dest` is an explicit destination (`forward(dest)`), `outbound` a fallback used only
+    /// when `$du` is unset (t_relay's outbound proxy).
+    pub(super) fn forward_stateless(&self, ctx: &mut Ctx, dest: Option<&str>, outbound: Option<&str>) -> i64 {
         let ruri = ctx.ruri().to_string();
-        let hop = dest.map(str::to_string).or_else(|| ctx.du.clone()).unwrap_or_else(|| ruri.clone());
-        let hop = if hop.starts_with("sip:") || hop.starts_with("sips:") { hop } else { format!("sip:{hop}") };
+        let hop = dest
+            .map(outbound_uri)
+            .or_else(|| ctx.du.clone())
+            .or_else(|| outbound.map(outbound_uri))
+            .unwrap_or_else(|| ruri.clone());
         let (proto, addr) = match uri_dest(&self.tp, &hop) {
             Ok(d) => d,
             Err(e) => return e.code(),
@@ -204,5 +222,19 @@ impl Proxy {
                 -6
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outbound_uri;
+
+    #[test]
+    fn outbound_proxy_forms() {
+        assert_eq!(outbound_uri("tcp:10.0.0.2:5060"), "sip:10.0.0.2:5060;transport=tcp");
+        assert_eq!(outbound_uri("udp:1.2.3.4"), "sip:1.2.3.4;transport=udp");
+        assert_eq!(outbound_uri("10.0.0.2:5070"), "sip:10.0.0.2:5070");
+        assert_eq!(outbound_uri("sipserver.example.com"), "sip:sipserver.example.com");
+        assert_eq!(outbound_uri("sip:10.0.0.2;transport=tcp"), "sip:10.0.0.2;transport=tcp");
     }
 }

@@ -24,6 +24,10 @@ use thiserror::Error;
 /// The default route script, built into the binary (`siprox run` with no config).
 pub const DEFAULT_SCRIPT: &str = include_str!("../../scripts/default.rhai");
 
+/// Rhai modules shipped with the proxy (stdlib/), available to every script as
+/// `name::function()`.
+pub const STDLIB: &[(&str, &str)] = &[("common", include_str!("../../stdlib/common.rhai"))];
+
 #[derive(Debug, Error, Clone)]
 pub enum ScriptError {
     #[error("{file}:{line}:{col}: {message}")]
@@ -121,6 +125,18 @@ pub fn build_engine(limits: Limits, register: &dyn Fn(&mut Engine)) -> Engine {
     api::pv::register(&mut engine);
     api::core_fns::register(&mut engine);
     register(&mut engine);
+    for (name, src) in STDLIB {
+        // Compiled per engine, so a reload rebuilds them with the engine (no resolver cache).
+        let module = engine.compile(src).and_then(|ast| {
+            rhai::Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| rhai::ParseError(Box::new(rhai::ParseErrorType::BadInput(rhai::LexError::ImproperSymbol(name.to_string(), e.to_string()))), Position::NONE))
+        });
+        match module {
+            Ok(m) => {
+                engine.register_static_module(*name, m.into());
+            }
+            Err(e) => tracing::error!(module = name, error = %e, "stdlib module does not compile"),
+        }
+    }
     engine
 }
 
@@ -156,6 +172,16 @@ impl ScriptHost {
             None => compile(engine, DEFAULT_SCRIPT, "scripts/default.rhai")?,
         };
         Ok(ScriptHost { current: ArcSwap::from_pointee(bundle), register, limits, path: path.map(Path::to_path_buf) })
+    }
+
+    /// A host running `source` (named `name` in diagnostics), for embedding and tests.
+    ///
+    /// # Errors
+    /// The source does not compile.
+    pub fn from_source(source: &str, name: &str, limits: Limits, register: Arc<dyn Fn(&mut Engine) + Send + Sync>) -> Result<ScriptHost, ScriptError> {
+        let engine = Arc::new(build_engine(limits, &*register));
+        let bundle = compile(engine, source, name)?;
+        Ok(ScriptHost { current: ArcSwap::from_pointee(bundle), register, limits, path: None })
     }
 
     /// The bundle in force now. Work that starts on it finishes on it.

@@ -727,6 +727,16 @@ pub fn status_codes(data: &[u8]) -> Vec<u16> {
 /// Sends one datagram from a fresh socket and collects replies for `wait`.
 /// `build` gets the local address (for a Via sent-by that reaches us back).
 pub fn udp_exchange(dst: SocketAddr, build: impl FnOnce(SocketAddr) -> Vec<u8>, wait: Duration) -> Vec<Vec<u8>> {
+    udp_exchange_until(dst, build, wait, |_| false)
+}
+
+/// Like `udp_exchange`, but stops as soon as `until` is true of the replies so far.
+pub fn udp_exchange_until(
+    dst: SocketAddr,
+    build: impl FnOnce(SocketAddr) -> Vec<u8>,
+    wait: Duration,
+    until: impl Fn(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
     let s = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     let local = s.local_addr().unwrap();
     let msg = build(local);
@@ -741,7 +751,12 @@ pub fn udp_exchange(dst: SocketAddr, build: impl FnOnce(SocketAddr) -> Vec<u8>, 
         }
         s.set_read_timeout(Some(left)).unwrap();
         match s.recv_from(&mut buf) {
-            Ok((n, _)) => got.push(buf[..n].to_vec()),
+            Ok((n, _)) => {
+                got.push(buf[..n].to_vec());
+                if until(&got) {
+                    break;
+                }
+            }
             Err(_) => break,
         }
     }

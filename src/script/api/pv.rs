@@ -20,6 +20,8 @@ pub const NAMES: &[&str] = &[
     "T_branch_idx", "var", "avp", "hdr",
 ];
 pub const WITH_ARG: &[&str] = &["var", "avp", "hdr"];
+/// Names that are Rhai keywords, taken as the literal symbol after `$`.
+const KEYWORD_NAMES: &[&str] = &["var", "fn"];
 /// Names that may be assigned.
 pub const WRITABLE: &[&str] = &["ru", "rU", "rd", "rp", "du", "fs", "var", "avp"];
 
@@ -38,7 +40,7 @@ pub fn register(engine: &mut Engine) {
             let in_arg = symbols.iter().any(|s| s == "(") && !symbols.iter().any(|s| s == ")");
             if n == 1 {
                 // Reserved words (`var`) are accepted as names.
-                return Ok(Some(if look_ahead == "var" { "var".into() } else { "$ident$".into() }));
+                return Ok(Some(if KEYWORD_NAMES.contains(&look_ahead) { look_ahead.into() } else { "$ident$".into() }));
             }
             if n == 2 {
                 let name = symbols[1].to_string();
@@ -57,6 +59,9 @@ pub fn register(engine: &mut Engine) {
             let last = symbols[n - 1].as_str();
             if in_arg {
                 if last == "(" || last == "-" || last == "." {
+                    if last != "(" {
+                        append_arg(state, last);
+                    }
                     // An argument token: a name (`Max-Forwards` comes as Max, -, Forwards).
                     return Ok(Some(if look_ahead.starts_with('"') { "$string$".into() } else { "$ident$".into() }));
                 }
