@@ -99,7 +99,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free UDP+TCP port on {LOCALHOST} in {LOW}..{}", LOW + SPAN);
+    panic!(
+        "no free UDP+TCP port on {LOCALHOST} in {LOW}..{}",
+        LOW + SPAN
+    );
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +118,9 @@ pub fn is_bound(port: u16, proto: Proto) -> bool {
         Proto::Udp => "/proc/net/udp",
         Proto::Tcp => "/proc/net/tcp",
     };
-    let Ok(text) = fs::read_to_string(file) else { return false };
+    let Ok(text) = fs::read_to_string(file) else {
+        return false;
+    };
     let want_local = format!("0100007F:{port:04X}");
     let want_any = format!("00000000:{port:04X}");
     text.lines().skip(1).any(|l| {
@@ -147,7 +152,10 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: &str, child: Child) -> ChildGuard {
-        ChildGuard { name: name.to_string(), child: Some(child) }
+        ChildGuard {
+            name: name.to_string(),
+            child: Some(child),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -156,7 +164,9 @@ impl ChildGuard {
 
     /// None while running.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits up to `within`; None if it was still running (it is then killed).
@@ -177,7 +187,9 @@ impl ChildGuard {
     /// SIGTERM, then waits up to `grace`; returns the exit status if it ended
     /// by itself in that time, None if it had to be killed.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let Some(child) = self.child.as_mut() else { return None };
+        let Some(child) = self.child.as_mut() else {
+            return None;
+        };
         if let Ok(Some(st)) = child.try_wait() {
             return Some(st);
         }
@@ -209,7 +221,9 @@ impl Drop for ChildGuard {
 }
 
 fn tail(path: &Path, lines: usize) -> String {
-    let Ok(bytes) = fs::read(path) else { return format!("({} unreadable)", path.display()) };
+    let Ok(bytes) = fs::read(path) else {
+        return format!("({} unreadable)", path.display());
+    };
     let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
     let from = all.len().saturating_sub(lines);
@@ -306,7 +320,9 @@ listen = "{LOCALHOST}:{mi_port}"
             .current_dir(dir.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(fs::File::create(dir.join("siprox.stdout")).unwrap()))
+            .stdout(Stdio::from(
+                fs::File::create(dir.join("siprox.stdout")).unwrap(),
+            ))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", siprox_bin()));
@@ -362,7 +378,13 @@ listen = "{LOCALHOST}:{mi_port}"
                 }
             }
         }
-        Proxy { port, mi_port, dir, log, child }
+        Proxy {
+            port,
+            mi_port,
+            dir,
+            log,
+            child,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -398,7 +420,11 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if thread::panicking() {
             self.child.stop();
-            eprintln!("---- siprox stderr (last 150 lines of {}):\n{}", self.log.display(), tail(&self.log, 150));
+            eprintln!(
+                "---- siprox stderr (last 150 lines of {}):\n{}",
+                self.log.display(),
+                tail(&self.log, 150)
+            );
         }
     }
 }
@@ -421,7 +447,10 @@ pub fn sipp_bin() -> &'static str {
 }
 
 pub fn scenario(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("sipp").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("sipp")
+        .join(name);
     assert!(p.exists(), "missing scenario {}", p.display());
     p
 }
@@ -449,7 +478,13 @@ impl Sipp {
         Sipp::new(name, scenario_file, proto, port, None)
     }
 
-    fn new(name: &str, scenario_file: &str, proto: Proto, port: u16, remote: Option<SocketAddr>) -> Sipp {
+    fn new(
+        name: &str,
+        scenario_file: &str,
+        proto: Proto,
+        port: u16,
+        remote: Option<SocketAddr>,
+    ) -> Sipp {
         Sipp {
             name: name.to_string(),
             scenario: scenario(scenario_file),
@@ -499,8 +534,13 @@ impl Sipp {
         cmd.args(["-t", if self.proto == Proto::Tcp { "t1" } else { "u1" }]);
         cmd.args(["-i", LOCALHOST, "-p", &self.port.to_string()]);
         cmd.args(["-m", &self.calls.to_string()]);
-        cmd.args(["-timeout", &format!("{}s", self.timeout_s), "-timeout_error"]);
-        cmd.args(["-nostdin", "-trace_err", "-error_file"]).arg(&err);
+        cmd.args([
+            "-timeout",
+            &format!("{}s", self.timeout_s),
+            "-timeout_error",
+        ]);
+        cmd.args(["-nostdin", "-trace_err", "-error_file"])
+            .arg(&err);
         if self.msg_log {
             cmd.args(["-trace_msg", "-message_file"]).arg(&msg);
         }
@@ -510,7 +550,9 @@ impl Sipp {
         let outf = fs::File::create(&out).unwrap();
         cmd.stdout(Stdio::from(outf.try_clone().unwrap()));
         cmd.stderr(Stdio::from(outf));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
         let mut running = RunningSipp {
             name: self.name,
             child: ChildGuard::new("sipp", child),
@@ -525,7 +567,11 @@ impl Sipp {
             let end = Instant::now() + Duration::from_secs(10);
             while !is_bound(self.port, self.proto) {
                 if running.child.try_wait().is_some() || Instant::now() > end {
-                    panic!("sipp {} did not start listening:\n{}", running.name, running.report());
+                    panic!(
+                        "sipp {} did not start listening:\n{}",
+                        running.name,
+                        running.report()
+                    );
                 }
                 thread::sleep(Duration::from_millis(20));
             }
@@ -559,7 +605,13 @@ impl RunningSipp {
     /// Waits and asserts exit code 0 (every call succeeded).
     pub fn assert_success(&mut self) {
         let code = self.wait();
-        assert_eq!(code, Some(0), "sipp {} failed (exit {code:?}):\n{}", self.name, self.report());
+        assert_eq!(
+            code,
+            Some(0),
+            "sipp {} failed (exit {code:?}):\n{}",
+            self.name,
+            self.report()
+        );
     }
 
     pub fn message_log_text(&self) -> String {
@@ -577,12 +629,27 @@ impl RunningSipp {
     }
 
     pub fn report(&self) -> String {
-        let mut s = format!("== sipp {} output (tail of {}):\n{}\n", self.name, self.out.display(), tail(&self.out, 60));
+        let mut s = format!(
+            "== sipp {} output (tail of {}):\n{}\n",
+            self.name,
+            self.out.display(),
+            tail(&self.out, 60)
+        );
         if self.err.exists() {
-            s += &format!("== sipp {} errors ({}):\n{}\n", self.name, self.err.display(), tail(&self.err, 60));
+            s += &format!(
+                "== sipp {} errors ({}):\n{}\n",
+                self.name,
+                self.err.display(),
+                tail(&self.err, 60)
+            );
         }
         if self.msg.exists() {
-            s += &format!("== sipp {} messages (tail of {}):\n{}\n", self.name, self.msg.display(), tail(&self.msg, 120));
+            s += &format!(
+                "== sipp {} messages (tail of {}):\n{}\n",
+                self.name,
+                self.msg.display(),
+                tail(&self.msg, 120)
+            );
         }
         s
     }
@@ -634,7 +701,8 @@ impl SilentUdp {
     pub fn start() -> SilentUdp {
         let port = free_port();
         let sock = UdpSocket::bind((LOCALHOST, port)).expect("bind silent backend");
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (g, s) = (got.clone(), stop.clone());
@@ -655,7 +723,10 @@ impl SilentUdp {
 
     /// How many received messages start with `prefix` (e.g. "INVITE ").
     pub fn count_starting(&self, prefix: &str) -> usize {
-        self.received().iter().filter(|m| m.starts_with(prefix.as_bytes())).count()
+        self.received()
+            .iter()
+            .filter(|m| m.starts_with(prefix.as_bytes()))
+            .count()
     }
 }
 
@@ -726,7 +797,11 @@ pub fn status_codes(data: &[u8]) -> Vec<u16> {
 
 /// Sends one datagram from a fresh socket and collects replies for `wait`.
 /// `build` gets the local address (for a Via sent-by that reaches us back).
-pub fn udp_exchange(dst: SocketAddr, build: impl FnOnce(SocketAddr) -> Vec<u8>, wait: Duration) -> Vec<Vec<u8>> {
+pub fn udp_exchange(
+    dst: SocketAddr,
+    build: impl FnOnce(SocketAddr) -> Vec<u8>,
+    wait: Duration,
+) -> Vec<Vec<u8>> {
     udp_exchange_until(dst, build, wait, |_| false)
 }
 
@@ -740,7 +815,8 @@ pub fn udp_exchange_until(
     let s = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     let local = s.local_addr().unwrap();
     let msg = build(local);
-    s.send_to(&msg, dst).unwrap_or_else(|e| panic!("send {} bytes: {e}", msg.len()));
+    s.send_to(&msg, dst)
+        .unwrap_or_else(|e| panic!("send {} bytes: {e}", msg.len()));
     let end = Instant::now() + wait;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 70000];
@@ -804,7 +880,12 @@ pub fn tcp_exchange(
                     break;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
             Err(_) => out.closed = true,
         }
     }
@@ -817,7 +898,12 @@ fn rand_token() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{:x}{:x}{:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos)
+    format!(
+        "{:x}{:x}{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos
+    )
 }
 
 /// A SIP request from `local` (Via sent-by = `local`, with rport, so any
@@ -849,7 +935,10 @@ impl<'a> Req<'a> {
 
     pub fn build(&self, local: SocketAddr) -> Vec<u8> {
         let t = rand_token();
-        let cl = self.content_length.clone().unwrap_or_else(|| self.body.len().to_string());
+        let cl = self
+            .content_length
+            .clone()
+            .unwrap_or_else(|| self.body.len().to_string());
         let mut m = format!(
             "{method} {ruri} SIP/2.0\r\n\
              Via: SIP/2.0/{proto} {local};rport;branch=z9hG4bK-test-{t}\r\n\
