@@ -49,6 +49,10 @@ pub struct CoreConfig {
     /// Further names (hosts or IPs) that mean "this proxy" to `is_myself` and `loose_route`
     /// (OpenSIPS `alias=`).
     pub alias: Vec<String>,
+    /// Overload protection: a UDP datagram that waited longer than this in the kernel's
+    /// queue means the proxy is behind; new requests then get 503 and retransmissions are
+    /// dropped, while replies and in-dialog requests still go through (0 = never shed).
+    pub shed_delay_ms: u64,
     /// Rhai operation budget of one hook call (a runaway loop ends with a 500).
     pub max_operations: u64,
     /// Rhai call depth limit.
@@ -65,6 +69,7 @@ impl Default for CoreConfig {
             log_level: "info".into(),
             udp_rcvbuf: 8 * 1024 * 1024,
             alias: Vec::new(),
+            shed_delay_ms: 100,
             max_operations: 200_000,
             max_call_levels: 32,
         }

@@ -36,6 +36,8 @@ pub struct Stats {
     pub replies: AtomicU64,
     pub bad_messages: AtomicU64,
     pub script_errors: AtomicU64,
+    /// Requests refused or dropped by overload protection.
+    pub shed: AtomicU64,
 }
 
 pub struct Proxy {
@@ -43,13 +45,24 @@ pub struct Proxy {
     tm: Arc<Tm>,
     script: Arc<ScriptHost>,
     rr: RrConfig,
+    shed_after: Option<std::time::Duration>,
+    last_shed_log: std::sync::Mutex<Option<std::time::Instant>>,
     me: Weak<Proxy>,
     pub stats: Stats,
 }
 
 impl Proxy {
     pub fn new(cfg: &Config, tp: Arc<Transport>, tm: Arc<Tm>, script: Arc<ScriptHost>) -> Arc<Proxy> {
-        let proxy = Arc::new_cyclic(|me| Proxy { tp, tm: tm.clone(), script, rr: cfg.rr.clone(), me: me.clone(), stats: Stats::default() });
+        let proxy = Arc::new_cyclic(|me| Proxy {
+            tp,
+            tm: tm.clone(),
+            script,
+            rr: cfg.rr.clone(),
+            shed_after: (cfg.core.shed_delay_ms > 0).then(|| std::time::Duration::from_millis(cfg.core.shed_delay_ms)),
+            last_shed_log: std::sync::Mutex::new(None),
+            me: me.clone(),
+            stats: Stats::default(),
+        });
         tm.set_hooks(proxy.clone());
         proxy
     }
@@ -184,10 +197,38 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Overload protection (design.md §7): when datagrams wait too long in the kernel queue,
+    /// work in progress (replies, in-dialog requests, ACK, CANCEL) still goes through, a
+    /// retransmission is dropped (the original is being handled) and a new request gets a
+    /// cheap 503 without running the script, so throughput plateaus instead of collapsing
+    /// under retransmissions. Returns true when the request was shed.
+    fn shed(&self, msg: &SipMsg, m: &Inbound) -> bool {
+        let Some(limit) = self.shed_after else { return false };
+        if m.queued < limit || msg.has_to_tag() || matches!(msg.method(), crate::message::Method::Ack | crate::message::Method::Cancel) {
+            return false;
+        }
+        self.stats.shed.fetch_add(1, Ordering::Relaxed);
+        if self.tm.lookup(msg).is_none() && msg.check_request().is_ok() {
+            self.reply_stateless(msg, m.src, m.proto, m.listener, false, 503, "Service Unavailable");
+        }
+        let mut last = self.last_shed_log.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(queued_ms = m.queued.as_millis() as u64, shed = self.stats.shed.load(Ordering::Relaxed), "overloaded: shedding new requests");
+        }
+        true
+    }
+}
+
 impl Handler for Proxy {
     fn on_message(&self, m: Inbound) {
         match SipMsg::parse(m.data.clone()) {
-            Ok(msg) if msg.is_request() => self.on_request(msg, m.src, m.proto, m.listener),
+            Ok(msg) if msg.is_request() => {
+                if !self.shed(&msg, &m) {
+                    self.on_request(msg, m.src, m.proto, m.listener)
+                }
+            }
             Ok(msg) => self.on_reply_msg(msg, m.src, m.proto, m.listener),
             Err(e) => self.on_unparsable(&m.data, e, m.src, m.proto, m.listener),
         }

@@ -87,6 +87,8 @@ pub struct Inbound {
     pub proto: Proto,
     /// Index of the [`Listener`] it arrived on.
     pub listener: usize,
+    /// How long it waited in the kernel's receive queue (zero when unknown).
+    pub queued: std::time::Duration,
 }
 
 /// Receives every framed message. Called on the receiving task: must not block.

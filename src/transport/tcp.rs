@@ -158,7 +158,7 @@ async fn run_conn(
                 Ok(Some(len)) => {
                     let data = buf.split_to(len).freeze();
                     if let Some(h) = &handler {
-                        h.on_message(Inbound { data, src: peer, proto: Proto::Tcp, listener });
+                        h.on_message(Inbound { data, src: peer, proto: Proto::Tcp, listener, queued: Duration::ZERO });
                     }
                 }
                 Ok(None) => break,
@@ -167,7 +167,7 @@ async fn run_conn(
                     // The stream cannot be re-synchronised after a bad frame: close it.
                     tracing::warn!(peer = %peer, error = %e, "bad stream framing; closing connection");
                     if let Some(h) = &handler {
-                        h.on_message(Inbound { data: buf.split().freeze(), src: peer, proto: Proto::Tcp, listener });
+                        h.on_message(Inbound { data: buf.split().freeze(), src: peer, proto: Proto::Tcp, listener, queued: Duration::ZERO });
                     }
                     break 'conn;
                 }
