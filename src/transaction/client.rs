@@ -14,6 +14,8 @@ use tokio::time::{sleep_until, Duration, Instant};
 #[derive(Default)]
 struct Sends {
     out: Vec<(super::Dest, Bytes)>,
+    /// A branch timer must re-read its deadlines.
+    wake: bool,
 }
 
 impl Tm {
@@ -91,7 +93,7 @@ impl Tm {
                 self.cancel_branch(b, reason.as_deref(), &mut sends);
             }
         }
-        self.flush(sends);
+        self.flush(cell, sends);
     }
 
     fn cancel_branch(&self, b: &mut Branch, reason: Option<&str>, sends: &mut Sends) {
@@ -115,9 +117,13 @@ impl Tm {
         // §9.1: a branch that stays silent after CANCEL ends after 64*T1.
         b.fr_deadline = b.fr_deadline.min(now + self.timers.t1 * 64);
         sends.out.push((b.dest, bytes));
+        sends.wake = true;
     }
 
-    fn flush(&self, sends: Sends) {
+    fn flush(&self, cell: &Cell, sends: Sends) {
+        if sends.wake {
+            cell.wake.notify_waiters();
+        }
         for (d, bytes) in sends.out {
             if let Err(e) = self.tp.send(d.proto, d.listener, d.addr, bytes) {
                 tracing::warn!(error = %e, "send on branch failed");
@@ -147,6 +153,8 @@ impl Tm {
                     b.cancel_next = None;
                 }
             }
+            drop(st);
+            cell.wake.notify_waiters();
             return;
         }
         let invite = cell.method == Method::Invite;
@@ -195,7 +203,10 @@ impl Tm {
                 }
             }
         }
-        self.flush(sends);
+        self.flush(&cell, sends);
+        if code >= 200 {
+            cell.wake.notify_waiters();
+        }
         if code >= 300 && invite {
             // §17.1.1.3: the client transaction itself ACKs a negative final.
             self.send_ack(&cell, idx, &reply);
@@ -242,7 +253,7 @@ impl Tm {
                 }
             }
         }
-        self.flush(sends);
+        self.flush(cell, sends);
     }
 
     fn send_ack(&self, cell: &Cell, idx: usize, reply: &SipMsg) {
@@ -305,6 +316,12 @@ impl Tm {
 async fn branch_timer(tm: Arc<Tm>, cell: Arc<Cell>, n: u32) {
     let far = Duration::from_secs(3600);
     loop {
+        // Armed before the state is read, so a change made meanwhile is not missed: a final
+        // reply ends this task at once instead of at the old deadline (which can be
+        // fr_inv_timeout away, holding the whole cell).
+        let changed = cell.wake.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let wake = {
             let st = cell.lock();
             if st.finished {
@@ -324,7 +341,10 @@ async fn branch_timer(tm: Arc<Tm>, cell: Arc<Cell>, n: u32) {
             }
             w
         };
-        sleep_until(wake).await;
+        tokio::select! {
+            _ = sleep_until(wake) => {}
+            _ = &mut changed => {}
+        }
         let now = Instant::now();
         let mut sends = Sends::default();
         let mut timed_out = false;
@@ -368,7 +388,7 @@ async fn branch_timer(tm: Arc<Tm>, cell: Arc<Cell>, n: u32) {
                 }
             }
         }
-        tm.flush(sends);
+        tm.flush(&cell, sends);
         if timed_out {
             tm.check_complete(&cell);
         }

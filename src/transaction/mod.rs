@@ -190,6 +190,8 @@ pub struct Cell {
     pub to_tag: String,
     state: Mutex<CellState>,
     next_branch: std::sync::atomic::AtomicU32,
+    /// Wakes the branch timers when a branch's deadlines change (final reply, CANCEL).
+    wake: tokio::sync::Notify,
     /// The proxy's per-transaction data (armed routes, flags, AVPs, lumps).
     pub user: Mutex<Option<Box<dyn Any + Send>>>,
 }
@@ -307,6 +309,7 @@ impl Tm {
             to_tag: format!("{:016x}", fastrand::u64(..)),
             state: Mutex::new(CellState::default()),
             next_branch: std::sync::atomic::AtomicU32::new(0),
+            wake: tokio::sync::Notify::new(),
             user: Mutex::new(None),
         });
         match self.by_key.entry(key) {

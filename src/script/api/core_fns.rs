@@ -125,6 +125,28 @@ fn set_uri_with(f: impl FnOnce(&Uri<'_>) -> String) -> FnResult<i64> {
     })
 }
 
+/// set/reset/test functions over one flag word of the context.
+fn register_flag_fns(engine: &mut Engine, names: [&str; 3], word: fn(&mut super::Ctx) -> &mut u64) {
+    engine.register_fn(names[0], move |f: Dynamic| -> FnResult<i64> {
+        let bit = flag_bit(&f)?;
+        with_ctx_code(|ctx| {
+            *word(ctx) |= 1 << bit;
+            1
+        })
+    });
+    engine.register_fn(names[1], move |f: Dynamic| -> FnResult<i64> {
+        let bit = flag_bit(&f)?;
+        with_ctx_code(|ctx| {
+            *word(ctx) &= !(1 << bit);
+            1
+        })
+    });
+    engine.register_fn(names[2], move |f: Dynamic| -> FnResult<bool> {
+        let bit = flag_bit(&f)?;
+        with_ctx(|ctx| *word(ctx) & (1 << bit) != 0)
+    });
+}
+
 pub fn register(engine: &mut Engine) {
     // exit/drop end the whole script from any depth (spec §1.2).
     engine.register_fn("exit", || -> FnResult<()> { Err(exit_error()) });
@@ -166,42 +188,8 @@ pub fn register(engine: &mut Engine) {
     });
 
     // Message flags (per transaction) and branch flags (branch 0 here).
-    engine.register_fn("setflag", |f: Dynamic| -> FnResult<i64> {
-        let bit = flag_bit(&f)?;
-        with_ctx_code(|ctx| {
-            ctx.flags |= 1 << bit;
-            1
-        })
-    });
-    engine.register_fn("resetflag", |f: Dynamic| -> FnResult<i64> {
-        let bit = flag_bit(&f)?;
-        with_ctx_code(|ctx| {
-            ctx.flags &= !(1 << bit);
-            1
-        })
-    });
-    engine.register_fn("isflagset", |f: Dynamic| -> FnResult<bool> {
-        let bit = flag_bit(&f)?;
-        with_ctx(|ctx| ctx.flags & (1 << bit) != 0)
-    });
-    engine.register_fn("setbflag", |f: Dynamic| -> FnResult<i64> {
-        let bit = flag_bit(&f)?;
-        with_ctx_code(|ctx| {
-            ctx.bflags |= 1 << bit;
-            1
-        })
-    });
-    engine.register_fn("resetbflag", |f: Dynamic| -> FnResult<i64> {
-        let bit = flag_bit(&f)?;
-        with_ctx_code(|ctx| {
-            ctx.bflags &= !(1 << bit);
-            1
-        })
-    });
-    engine.register_fn("isbflagset", |f: Dynamic| -> FnResult<bool> {
-        let bit = flag_bit(&f)?;
-        with_ctx(|ctx| ctx.bflags & (1 << bit) != 0)
-    });
+    register_flag_fns(engine, ["setflag", "resetflag", "isflagset"], |ctx| &mut ctx.flags);
+    register_flag_fns(engine, ["setbflag", "resetbflag", "isbflagset"], |ctx| &mut ctx.bflags);
 
     // R-URI and destination edits.
     engine.register_fn("seturi", |u: &str| -> FnResult<i64> {
