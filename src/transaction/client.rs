@@ -223,7 +223,7 @@ impl Tm {
             self.relay_reply(&cell, &reply, &verdict.edits);
             if invite {
                 // §16.7 step 10: a 2xx ends the other branches.
-                self.cancel_others(&cell, idx);
+                self.cancel_others(&cell, idx, code, reply.reason());
             }
             return;
         }
@@ -238,18 +238,26 @@ impl Tm {
             }
         }
         if (600..700).contains(&code) && invite && self.timers.block_6xx {
-            self.cancel_others(&cell, idx);
+            self.cancel_others(&cell, idx, code, reply.reason());
         }
         self.check_complete(&cell);
     }
 
-    fn cancel_others(&self, cell: &Arc<Cell>, except: usize) {
+    /// CANCELs every branch but `except` (a 2xx or a 6xx arrived there). The Reason tells
+    /// the callee why (RFC 3326): "completed elsewhere" keeps a 2xx race out of missed-call
+    /// lists; a 6xx passes its own cause on.
+    fn cancel_others(&self, cell: &Arc<Cell>, except: usize, code: u16, reason_phrase: &str) {
+        let reason = if (200..300).contains(&code) {
+            "Reason: SIP;cause=200;text=\"Call completed elsewhere\"".to_string()
+        } else {
+            format!("Reason: SIP;cause={code};text=\"{}\"", reason_phrase.replace('"', ""))
+        };
         let mut sends = Sends::default();
         {
             let mut st = cell.lock();
             for (i, b) in st.branches.iter_mut().enumerate() {
                 if i != except {
-                    self.cancel_branch(b, Some("Reason: SIP;cause=200;text=\"Call completed elsewhere\""), &mut sends);
+                    self.cancel_branch(b, Some(&reason), &mut sends);
                 }
             }
         }

@@ -98,7 +98,7 @@ pub trait Handler: Send + Sync + 'static {
 
 pub struct Transport {
     listeners: Vec<Listener>,
-    udp: Vec<Option<Arc<tokio::net::UdpSocket>>>,
+    udp: Vec<Option<Arc<std::net::UdpSocket>>>,
     tcp: tcp::Connections,
     aliases: Vec<String>,
     handler: std::sync::OnceLock<Arc<dyn Handler>>,
@@ -147,9 +147,10 @@ impl Transport {
                 Proto::Udp => {
                     let socks = udp::bind(addr, workers.max(1), cfg.core.udp_rcvbuf)
                         .map_err(|source| TpError::Bind { addr: l.clone(), source })?;
-                    udp_send.push(Some(socks[0].clone()));
                     // Port 0 asks the kernel; every later use needs the real one.
-                    let real = socks[0].local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    let real = socks.send.local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    udp_send.push(Some(socks.send.clone()));
+                    let socks = socks.recv;
                     let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
                     listeners.push(Listener { id, proto, addr: real, advertised: format_hostport(&host, port), advertised_host: host, advertised_port: port });
                     bound.udp.push((id, socks));
@@ -227,7 +228,7 @@ impl Transport {
             Proto::Udp => {
                 let id = self.pick_listener(Proto::Udp, &dst, listener).ok_or(TpError::NoSocket("udp"))?;
                 let sock = self.udp.get(id).and_then(|s| s.as_ref()).ok_or(TpError::NoSocket("udp"))?;
-                match sock.try_send_to(&data, dst) {
+                match sock.send_to(&data, dst) {
                     Ok(_) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(TpError::WouldBlock(dst)),
                     Err(e) => Err(TpError::Send(dst, e)),

@@ -20,9 +20,25 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Room for one SCM_TIMESTAMPNS control message.
 const CMSG_SPACE: usize = 64;
 
-pub(super) fn bind(addr: SocketAddr, count: usize, rcvbuf: usize) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+/// Bound sockets of one UDP address: the receivers, and a plain non-blocking handle on the
+/// first for sending (a send never waits for tokio's readiness bookkeeping).
+pub(super) struct UdpBound {
+    pub recv: Vec<Arc<UdpSocket>>,
+    pub send: Arc<std::net::UdpSocket>,
+}
+
+/// A port no socket uses, for a `:0` listen address: the kernel may hand an SO_REUSEPORT
+/// socket a port another reuse socket of the same user already holds, and the two would
+/// then split each other's datagrams.
+fn free_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let probe = std::net::UdpSocket::bind(addr)?;
+    probe.local_addr()
+}
+
+pub(super) fn bind(addr: SocketAddr, count: usize, rcvbuf: usize) -> std::io::Result<UdpBound> {
     let mut out = Vec::with_capacity(count);
-    let mut addr = addr;
+    let mut addr = if addr.port() == 0 { free_port(addr)? } else { addr };
+    let mut send = None;
     for _ in 0..count {
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         sock.set_reuse_address(true)?;
@@ -45,9 +61,13 @@ pub(super) fn bind(addr: SocketAddr, count: usize, rcvbuf: usize) -> std::io::Re
                 addr = a;
             }
         }
+        if send.is_none() {
+            send = Some(Arc::new(std::net::UdpSocket::from(sock.try_clone()?)));
+        }
         out.push(Arc::new(UdpSocket::from_std(sock.into())?));
     }
-    Ok(out)
+    let send = send.ok_or_else(|| std::io::Error::other("no UDP socket bound"))?;
+    Ok(UdpBound { recv: out, send })
 }
 
 fn enable_rx_timestamps(sock: &Socket) {

@@ -25,7 +25,9 @@ pub fn process(received: Option<Result<u32, ()>>, max: u32, max_limit: u32) -> M
         None => MfAction::Insert(max),
         Some(Err(())) => MfAction::Bad,
         Some(Ok(0)) => MfAction::Zero,
-        Some(Ok(v)) => MfAction::Set(v.min(max_limit).saturating_sub(1)),
+        // OpenSIPS: a value above max_limit becomes max_limit + 1, then is decremented.
+        Some(Ok(v)) if v > max_limit => MfAction::Set(max_limit),
+        Some(Ok(v)) => MfAction::Set(v - 1),
     }
 }
 
@@ -38,7 +40,8 @@ mod tests {
         assert_eq!(process(Some(Ok(70)), 10, 256), MfAction::Set(69));
         assert_eq!(process(Some(Ok(1)), 10, 256), MfAction::Set(0));
         assert_eq!(process(Some(Ok(0)), 10, 256), MfAction::Zero);
-        assert_eq!(process(Some(Ok(300)), 10, 256), MfAction::Set(255));
+        assert_eq!(process(Some(Ok(300)), 10, 256), MfAction::Set(256));
+        assert_eq!(process(Some(Ok(70)), 10, 10), MfAction::Set(10));
         assert_eq!(process(Some(Err(())), 10, 256), MfAction::Bad);
     }
 }

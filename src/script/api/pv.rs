@@ -39,7 +39,11 @@ pub fn register(engine: &mut Engine) {
             let n = symbols.len();
             let in_arg = symbols.iter().any(|s| s == "(") && !symbols.iter().any(|s| s == ")");
             if n == 1 {
-                // Reserved words (`var`) are accepted as names.
+                // Checked here, while the name is the look-ahead, so the error points at it.
+                if !NAMES.contains(&look_ahead) {
+                    return Err(perr(format!("unknown pseudo-variable ${look_ahead}")));
+                }
+                // Reserved words (`var`, `fn`) are accepted as names.
                 return Ok(Some(if KEYWORD_NAMES.contains(&look_ahead) { look_ahead.into() } else { "$ident$".into() }));
             }
             if n == 2 {
