@@ -111,6 +111,21 @@ pub struct Bound {
     tcp: Vec<(usize, tokio::net::TcpListener)>,
 }
 
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → host and port.
+fn split_advertise(a: &str) -> (String, Option<u16>) {
+    let a = a.trim();
+    if a.parse::<std::net::Ipv6Addr>().is_ok() {
+        return (a.to_string(), None);
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) if (h.ends_with(']') || !h.contains(':')) => match p.parse::<u16>() {
+            Ok(port) => (h.to_string(), Some(port)),
+            Err(_) => (a.to_string(), None),
+        },
+        _ => (a.to_string(), None),
+    }
+}
+
 fn format_hostport(ip: &str, port: u16) -> String {
     if ip.contains(':') && !ip.starts_with('[') {
         format!("[{ip}]:{port}")
@@ -130,12 +145,7 @@ impl Transport {
         let mut listeners = Vec::new();
         let mut udp_send = Vec::new();
         let mut bound = Bound { udp: Vec::new(), tcp: Vec::new() };
-        let advertise = cfg.core.advertise.as_deref().map(|a| match a.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() && !h.contains(':') || h.ends_with(']') => {
-                (h.to_string(), p.parse::<u16>().ok())
-            }
-            _ => (a.to_string(), None),
-        });
+        let advertise = cfg.core.advertise.as_deref().map(split_advertise);
         for (id, l) in cfg.core.listen.iter().enumerate() {
             let (proto, addr) = parse_listen(l).map_err(|e| TpError::Config(e.to_string()))?;
             let proto = Proto::parse(&proto).ok_or_else(|| TpError::Config(format!("bad protocol in {l}")))?;
@@ -259,5 +269,21 @@ impl Transport {
             let (ah, ap) = a.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>().ok())).unwrap_or((a, None));
             ah.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(bare) && (ap.is_none() || port.is_none() || ap == port)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_hostport, split_advertise};
+
+    #[test]
+    fn advertise_forms() {
+        assert_eq!(split_advertise("203.0.113.10"), ("203.0.113.10".into(), None));
+        assert_eq!(split_advertise("203.0.113.10:5080"), ("203.0.113.10".into(), Some(5080)));
+        assert_eq!(split_advertise("sip.example.com:5060"), ("sip.example.com".into(), Some(5060)));
+        assert_eq!(split_advertise("[2001:db8::1]:5062"), ("[2001:db8::1]".into(), Some(5062)));
+        assert_eq!(split_advertise("2001:db8::1"), ("2001:db8::1".into(), None));
+        assert_eq!(format_hostport("2001:db8::1", 5060), "[2001:db8::1]:5060");
+        assert_eq!(format_hostport("[2001:db8::1]", 5060), "[2001:db8::1]:5060");
     }
 }
