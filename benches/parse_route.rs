@@ -75,8 +75,12 @@ fn bench(c: &mut Criterion) {
     });
 
     let cfg = Config::default();
-    let engine = Arc::new(build_engine(Limits { max_operations: 200_000, max_call_levels: 32 }, &*siprox::modules::registrar(&cfg)));
-    let src = format!("fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}", include_str!("lb.rhai"));
+    let engine = Arc::new(build_engine(
+        Limits { max_operations: 200_000, max_call_levels: 32 },
+        &*siprox::modules::registrar(&cfg),
+    ));
+    let src =
+        format!("fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}", include_str!("lb.rhai"));
     let bundle = compile(engine, &src, "benches/lb.rhai").expect("bench script compiles");
     let core = Arc::new(CountingCore::default());
     let src_addr = "127.0.0.1:5090".parse().expect("addr");

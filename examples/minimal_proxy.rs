@@ -27,7 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let host = ScriptHost::from_source(ROUTE, "minimal_proxy.rhai", siprox::app::script_limits(&cfg), siprox::modules::registrar(&cfg))?;
+        let host = ScriptHost::from_source(
+            ROUTE,
+            "minimal_proxy.rhai",
+            siprox::app::script_limits(&cfg),
+            siprox::modules::registrar(&cfg),
+        )?;
         let _running = siprox::app::start_with(&cfg, host)?;
         tracing::info!("minimal_proxy ready on 127.0.0.1:5070");
         tokio::signal::ctrl_c().await?;

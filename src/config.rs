@@ -203,7 +203,8 @@ impl Config {
 /// # Errors
 /// An unknown protocol or an address that is not `IP:PORT`.
 pub fn parse_listen(s: &str) -> Result<(String, std::net::SocketAddr), ConfigError> {
-    let (proto, addr) = s.split_once(':').ok_or_else(|| ConfigError::Invalid(format!("listen {s:?}: want proto:ip:port")))?;
+    let (proto, addr) =
+        s.split_once(':').ok_or_else(|| ConfigError::Invalid(format!("listen {s:?}: want proto:ip:port")))?;
     let proto = proto.to_ascii_lowercase();
     if proto != "udp" && proto != "tcp" {
         return Err(ConfigError::Invalid(format!("listen {s:?}: protocol must be udp or tcp")));

@@ -37,12 +37,7 @@ fn options_over_udp_answered(proxy: SocketAddr) -> bool {
 
 fn options_over_tcp_answered(proxy: SocketAddr) -> bool {
     let req = Req::new("OPTIONS", proxy, Proto::Tcp);
-    let out = tcp_exchange(
-        proxy,
-        |l| req.build(l),
-        Duration::from_millis(1500),
-        |d| status_codes(d).contains(&200),
-    );
+    let out = tcp_exchange(proxy, |l| req.build(l), Duration::from_millis(1500), |d| status_codes(d).contains(&200));
     status_codes(&out.data).contains(&200)
 }
 
@@ -63,12 +58,8 @@ impl Findings {
 fn assert_still_serving(proxy: &mut Proxy, f: &mut Findings, after: &str) {
     proxy.assert_alive(); // a dead proxy ends the test at once
     let a = proxy.addr();
-    f.check(options_over_udp_answered(a), || {
-        format!("no 200 to an OPTIONS over UDP after: {after}")
-    });
-    f.check(options_over_tcp_answered(a), || {
-        format!("no 200 to an OPTIONS over TCP after: {after}")
-    });
+    f.check(options_over_udp_answered(a), || format!("no 200 to an OPTIONS over UDP after: {after}"));
+    f.check(options_over_tcp_answered(a), || format!("no 200 to an OPTIONS over TCP after: {after}"));
 }
 
 fn show(data: &[u8]) -> String {
@@ -77,23 +68,12 @@ fn show(data: &[u8]) -> String {
 }
 
 /// UDP: exactly one reply, a 400.
-fn expect_udp_400(
-    proxy: &mut Proxy,
-    f: &mut Findings,
-    case: &str,
-    msg: impl FnOnce(SocketAddr) -> Vec<u8>,
-) {
+fn expect_udp_400(proxy: &mut Proxy, f: &mut Findings, case: &str, msg: impl FnOnce(SocketAddr) -> Vec<u8>) {
     let got = udp_exchange(proxy.addr(), msg, WAIT);
     let codes: Vec<u16> = got.iter().flat_map(|m| status_codes(m)).collect();
-    f.check(
-        codes.contains(&400) && codes.iter().all(|c| *c == 400),
-        || {
-            format!(
-                "UDP {case}: expected a 400, got {codes:?}: {:?}",
-                got.iter().map(|m| show(m)).collect::<Vec<_>>()
-            )
-        },
-    );
+    f.check(codes.contains(&400) && codes.iter().all(|c| *c == 400), || {
+        format!("UDP {case}: expected a 400, got {codes:?}: {:?}", got.iter().map(|m| show(m)).collect::<Vec<_>>())
+    });
     assert_still_serving(proxy, f, &format!("UDP {case}"));
 }
 
@@ -101,9 +81,7 @@ fn expect_udp_400(
 fn expect_udp_silence(proxy: &mut Proxy, f: &mut Findings, case: &str, msg: Vec<u8>) {
     let got = udp_exchange(proxy.addr(), move |_| msg, WAIT);
     let codes: Vec<u16> = got.iter().flat_map(|m| status_codes(m)).collect();
-    f.check(codes.is_empty(), || {
-        format!("UDP {case}: expected no reply, got {codes:?}")
-    });
+    f.check(codes.is_empty(), || format!("UDP {case}: expected no reply, got {codes:?}"));
     assert_still_serving(proxy, f, &format!("UDP {case}"));
 }
 
@@ -119,17 +97,11 @@ fn expect_tcp(
     let out = tcp_exchange(proxy.addr(), msg, WAIT, |d| !status_codes(d).is_empty());
     let codes = status_codes(&out.data);
     f.check(codes.iter().all(|c| allowed.contains(c)), || {
-        format!(
-            "TCP {case}: got {codes:?}, allowed {allowed:?} (closed: {}): {}",
-            out.closed,
-            show(&out.data)
-        )
+        format!("TCP {case}: got {codes:?}, allowed {allowed:?} (closed: {}): {}", out.closed, show(&out.data))
     });
     if must_answer_or_close {
         f.check(!codes.is_empty() || out.closed, || {
-            format!(
-                "TCP {case}: neither a reply ({allowed:?}) nor a closed connection within {WAIT:?}"
-            )
+            format!("TCP {case}: neither a reply ({allowed:?}) nor a closed connection within {WAIT:?}")
         });
     }
     assert_still_serving(proxy, f, &format!("TCP {case}"));
@@ -138,7 +110,8 @@ fn expect_tcp(
 fn invite(proto: Proto, target: SocketAddr) -> Req<'static> {
     let mut r = Req::new("INVITE", target, proto);
     r.extra = "Content-Type: application/sdp\r\n".into();
-    r.body = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n".to_vec();
+    r.body =
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n".to_vec();
     r
 }
 
@@ -154,26 +127,17 @@ fn malformed_input_gets_400_or_drop_and_proxy_keeps_serving() {
     // (RFC 3261 18.3: 400 for a request)
     let mut r = invite(Proto::Udp, a);
     r.content_length = Some((r.body.len() + 100).to_string());
-    expect_udp_400(
-        &mut proxy,
-        &mut f,
-        "truncated body (Content-Length > datagram)",
-        |l| r.build(l),
-    );
+    expect_udp_400(&mut proxy, &mut f, "truncated body (Content-Length > datagram)", |l| r.build(l));
 
     // Content-Length that is no number
     let mut r = invite(Proto::Udp, a);
     r.content_length = Some("abc".into());
-    expect_udp_400(&mut proxy, &mut f, "non-numeric Content-Length", |l| {
-        r.build(l)
-    });
+    expect_udp_400(&mut proxy, &mut f, "non-numeric Content-Length", |l| r.build(l));
 
     // negative Content-Length (RFC 4475 ncl)
     let mut r = invite(Proto::Udp, a);
     r.content_length = Some("-999".into());
-    expect_udp_400(&mut proxy, &mut f, "negative Content-Length", |l| {
-        r.build(l)
-    });
+    expect_udp_400(&mut proxy, &mut f, "negative Content-Length", |l| r.build(l));
 
     // headers cut off mid-line, no end of header section: 400 or a drop
     let r = invite(Proto::Udp, a);
@@ -187,36 +151,14 @@ fn malformed_input_gets_400_or_drop_and_proxy_keeps_serving() {
         WAIT,
     );
     let codes: Vec<u16> = got.iter().flat_map(|m| status_codes(m)).collect();
-    f.check(codes.iter().all(|c| *c == 400), || {
-        format!("UDP headers cut off: expected 400 or nothing, got {codes:?}")
-    });
+    f.check(codes.iter().all(|c| *c == 400), || format!("UDP headers cut off: expected 400 or nothing, got {codes:?}"));
     assert_still_serving(&mut proxy, &mut f, "UDP headers cut off");
 
     // garbage: nothing to answer to
-    expect_udp_silence(
-        &mut proxy,
-        &mut f,
-        "binary garbage",
-        (0..1400u32).map(|i| (i * 7 + 3) as u8).collect(),
-    );
-    expect_udp_silence(
-        &mut proxy,
-        &mut f,
-        "text garbage",
-        b"hello proxy, this is not SIP\r\n\r\n".to_vec(),
-    );
-    expect_udp_silence(
-        &mut proxy,
-        &mut f,
-        "request line only",
-        b"INVITE sip:x@127.0.0.1 SIP/2.0\r\n\r\n".to_vec(),
-    );
-    expect_udp_silence(
-        &mut proxy,
-        &mut f,
-        "bare response line",
-        b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
-    );
+    expect_udp_silence(&mut proxy, &mut f, "binary garbage", (0..1400u32).map(|i| (i * 7 + 3) as u8).collect());
+    expect_udp_silence(&mut proxy, &mut f, "text garbage", b"hello proxy, this is not SIP\r\n\r\n".to_vec());
+    expect_udp_silence(&mut proxy, &mut f, "request line only", b"INVITE sip:x@127.0.0.1 SIP/2.0\r\n\r\n".to_vec());
+    expect_udp_silence(&mut proxy, &mut f, "bare response line", b"SIP/2.0 200 OK\r\n\r\n".to_vec());
     expect_udp_silence(&mut proxy, &mut f, "NUL bytes", vec![0u8; 512]);
     expect_udp_silence(&mut proxy, &mut f, "CRLF keepalive", b"\r\n\r\n".to_vec());
 
@@ -228,48 +170,25 @@ fn malformed_input_gets_400_or_drop_and_proxy_keeps_serving() {
     r.extra = format!("X-Padding: {}\r\n", "x".repeat(65_507 - 600));
     let got = udp_exchange(a, |l| r.build(l), WAIT);
     let codes: Vec<u16> = got.iter().flat_map(|m| status_codes(m)).collect();
-    f.check(codes.iter().all(|c| [400, 404, 513].contains(c)), || {
-        format!("UDP 65 KB datagram: got {codes:?}")
-    });
+    f.check(codes.iter().all(|c| [400, 404, 513].contains(c)), || format!("UDP 65 KB datagram: got {codes:?}"));
     assert_still_serving(&mut proxy, &mut f, "UDP 65 KB datagram");
 
     // ---- TCP -----------------------------------------------------------
     // non-numeric Content-Length: the stream can't be framed -> 400 and/or close
     let mut r = invite(Proto::Tcp, a);
     r.content_length = Some("abc".into());
-    expect_tcp(
-        &mut proxy,
-        &mut f,
-        "non-numeric Content-Length",
-        &[400],
-        true,
-        |l| r.build(l),
-    );
+    expect_tcp(&mut proxy, &mut f, "non-numeric Content-Length", &[400], true, |l| r.build(l));
 
     // negative Content-Length
     let mut r = invite(Proto::Tcp, a);
     r.content_length = Some("-5".into());
-    expect_tcp(
-        &mut proxy,
-        &mut f,
-        "negative Content-Length",
-        &[400],
-        true,
-        |l| r.build(l),
-    );
+    expect_tcp(&mut proxy, &mut f, "negative Content-Length", &[400], true, |l| r.build(l));
 
     // truncated: Content-Length larger than what is sent, then silence. On a
     // stream the proxy rightly waits for the rest: no reply, or 400, or close.
     let mut r = invite(Proto::Tcp, a);
     r.content_length = Some((r.body.len() + 100).to_string());
-    expect_tcp(
-        &mut proxy,
-        &mut f,
-        "truncated body (Content-Length > sent)",
-        &[400],
-        false,
-        |l| r.build(l),
-    );
+    expect_tcp(&mut proxy, &mut f, "truncated body (Content-Length > sent)", &[400], false, |l| r.build(l));
 
     // garbage on a stream: never a SIP reply; the proxy may close
     expect_tcp(&mut proxy, &mut f, "binary garbage", &[], false, |_| {
@@ -282,20 +201,13 @@ fn malformed_input_gets_400_or_drop_and_proxy_keeps_serving() {
     // oversize: a 70 KB request (header section of 70 KB, no end) and a
     // request with a 70 KB body. Beyond any sane limit for a proxy: 400 or
     // 513 (Message Too Large), or the connection closed; never processed.
-    expect_tcp(
-        &mut proxy,
-        &mut f,
-        "70 KB header section",
-        &[400, 513],
-        true,
-        |l| {
-            let mut m = invite(Proto::Tcp, a).build(l);
-            let end = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
-            m.truncate(end);
-            m.extend_from_slice(format!("X-Padding: {}\r\n", "y".repeat(70 * 1024)).as_bytes());
-            m
-        },
-    );
+    expect_tcp(&mut proxy, &mut f, "70 KB header section", &[400, 513], true, |l| {
+        let mut m = invite(Proto::Tcp, a).build(l);
+        let end = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+        m.truncate(end);
+        m.extend_from_slice(format!("X-Padding: {}\r\n", "y".repeat(70 * 1024)).as_bytes());
+        m
+    });
     expect_tcp(&mut proxy, &mut f, "70 KB body", &[400, 513], true, |l| {
         let mut r = invite(Proto::Tcp, a);
         r.body = vec![b'z'; 70 * 1024];
@@ -306,22 +218,10 @@ fn malformed_input_gets_400_or_drop_and_proxy_keeps_serving() {
     // ones come and go on others
     let mut r = Req::new("OPTIONS", a, Proto::Tcp);
     r.max_forwards = 5;
-    let out = tcp_exchange(
-        a,
-        |l| r.build(l),
-        Duration::from_millis(1500),
-        |d| status_codes(d).contains(&200),
-    );
-    f.check(status_codes(&out.data).contains(&200), || {
-        format!("OPTIONS over TCP at the end: {}", show(&out.data))
-    });
+    let out = tcp_exchange(a, |l| r.build(l), Duration::from_millis(1500), |d| status_codes(d).contains(&200));
+    f.check(status_codes(&out.data).contains(&200), || format!("OPTIONS over TCP at the end: {}", show(&out.data)));
 
     // fail while the proxy still runs, so its log is printed with the findings
-    assert!(
-        f.0.is_empty(),
-        "{} malformed-input expectation(s) failed:\n{}",
-        f.0.len(),
-        f.0.join("\n")
-    );
+    assert!(f.0.is_empty(), "{} malformed-input expectation(s) failed:\n{}", f.0.len(), f.0.join("\n"));
     proxy.stop();
 }

@@ -348,7 +348,9 @@ fn route() {
     assert_eq!(avp(&ctx, "is_set"), "true");
     assert_eq!(
         core.calls(),
-        vec![r#"t_relay [] None ruri=sip:bob@example.com:5070;transport=udp du=Some("sip:10.0.0.9:5070;transport=tcp")"#]
+        vec![
+            r#"t_relay [] None ruri=sip:bob@example.com:5070;transport=udp du=Some("sip:10.0.0.9:5070;transport=tcp")"#
+        ]
     );
     assert_eq!(avp(&ctx, "after"), "()", "$du = NULL resets it");
     assert_eq!(ctx.du, None);
@@ -585,10 +587,13 @@ fn error_at(out: Outcome) -> (String, usize, usize, String) {
 fn runtime_error_reports_file_and_line_of_the_failing_line() {
     let src = "fn route() {\n    $avp(a) = 1;\n    route_helper();\n}\n\nfn route_helper() {\n    let x = 1;\n    throw \"boom\";\n}\n";
     let (ctx, out, _) = run_on(src, INVITE);
-    let shown = format!("{}", match &out {
-        Outcome::Error(e) => e.clone(),
-        other => panic!("{other:?}"),
-    });
+    let shown = format!(
+        "{}",
+        match &out {
+            Outcome::Error(e) => e.clone(),
+            other => panic!("{other:?}"),
+        }
+    );
     let (file, line, _, message) = error_at(out);
     assert_eq!((file.as_str(), line), ("test.rhai", 8), "the throw inside the sub-route: {shown}");
     assert!(message.contains("boom"), "{message}");
@@ -777,7 +782,9 @@ fn route() {
     assert_eq!(avp(&ctx, "rc"), "1");
     assert_eq!(
         core.calls(),
-        vec![r#"t_relay [no-auto-477] Some("udp:198.51.100.7:5060") ruri=sip:bob@example.com:5070;transport=udp du=None"#]
+        vec![
+            r#"t_relay [no-auto-477] Some("udp:198.51.100.7:5060") ruri=sip:bob@example.com:5070;transport=udp du=None"#
+        ]
     );
 }
 
@@ -835,7 +842,8 @@ fn route() {
     $avp(ci) = subst_uri("/GW\\.EXAMPLE/gw2.example/i");
 }
 "#;
-    let text = INVITE.replace("sip:bob@example.com:5070;transport=udp SIP/2.0", "sip:+4930123@example.com;user=phone SIP/2.0");
+    let text =
+        INVITE.replace("sip:bob@example.com:5070;transport=udp SIP/2.0", "sip:+4930123@example.com;user=phone SIP/2.0");
     let (ctx, out, _) = run_on(src, &text);
     assert_done(&out);
     assert_eq!(avp(&ctx, "rc"), "1");
@@ -932,6 +940,8 @@ fn check_reports_a_missing_route() {
 fn check_accepts_a_clean_script() {
     let d = check(siprox::script::DEFAULT_SCRIPT);
     assert!(d.is_empty(), "{d:?}");
-    let d = check("fn route() {\n    if is_method(\"INVITE\") { route_relay(); }\n}\nfn route_relay() { t_relay(); exit(); }\n");
+    let d = check(
+        "fn route() {\n    if is_method(\"INVITE\") { route_relay(); }\n}\nfn route_relay() { t_relay(); exit(); }\n",
+    );
     assert!(d.is_empty(), "{d:?}");
 }

@@ -61,7 +61,10 @@ fn every_registered_function_has_a_row() {
     let names = registered_functions();
     // The engine must really carry the module functions, not only the core ones.
     for expected in ["t_relay", "loose_route", "mf_process_maxfwd_header", "sl_send_reply", "is_method", "exit"] {
-        assert!(names.contains(expected), "{expected} is not registered; the engine is not built like the proxy's: {names:?}");
+        assert!(
+            names.contains(expected),
+            "{expected} is not registered; the engine is not built like the proxy's: {names:?}"
+        );
     }
     let cells = first_cells(DOC);
     let missing: Vec<&str> = names
@@ -99,8 +102,20 @@ fn every_pseudo_variable_has_a_row() {
 
 #[test]
 fn every_hook_is_described() {
-    let hooks =
-        ["route", "onreply_route", "onreply_route_", "failure_route_", "branch_route_", "local_route", "error_route", "startup_route"];
+    let hooks = [
+        "route",
+        "onreply_route",
+        "onreply_route_",
+        "failure_route_",
+        "branch_route_",
+        "local_route",
+        "error_route",
+        "startup_route",
+    ];
     let missing: Vec<&str> = hooks.iter().copied().filter(|h| !DOC.contains(&format!("`fn {h}"))).collect();
-    assert!(missing.is_empty(), "docs/script-api.md does not describe these hooks (`fn name()`): {}", missing.join(", "));
+    assert!(
+        missing.is_empty(),
+        "docs/script-api.md does not describe these hooks (`fn name()`): {}",
+        missing.join(", ")
+    );
 }

@@ -21,12 +21,8 @@ fn call(label: &str, in_proto: Proto, out_proto: Proto, uas_scenario: &str, call
         Proto::Tcp => tcp_uri(backend),
     };
     let proxy = Proxy::start(label, &relay_script(&du, &du));
-    let mut uas = Sipp::uas("uas", uas_scenario, backend, out_proto)
-        .calls(calls)
-        .spawn(&proxy.dir);
-    let mut uac = Sipp::uac("uac", "uac-call.xml", &proxy, in_proto)
-        .calls(calls)
-        .spawn(&proxy.dir);
+    let mut uas = Sipp::uas("uas", uas_scenario, backend, out_proto).calls(calls).spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-call.xml", &proxy, in_proto).calls(calls).spawn(&proxy.dir);
     uac.assert_success();
     uas.assert_success();
     proxy.stop();
@@ -47,31 +43,17 @@ fn call_over_tcp() {
 /// transport change the other way through loose_route.
 #[test]
 fn call_udp_in_tcp_out_double_record_route() {
-    call(
-        "call-udp-tcp",
-        Proto::Udp,
-        Proto::Tcp,
-        "uas-call-double-rr.xml",
-        3,
-    );
+    call("call-udp-tcp", Proto::Udp, Proto::Tcp, "uas-call-double-rr.xml", 3);
 }
 
 /// The caller cancels a ringing call: 200 to the CANCEL (from the proxy),
 /// the CANCEL relayed to the backend, its 487 relayed back, ACK absorbed.
 fn cancel(label: &str, proto: Proto) {
     let backend = free_port();
-    let du = if proto == Proto::Tcp {
-        tcp_uri(backend)
-    } else {
-        udp_uri(backend)
-    };
+    let du = if proto == Proto::Tcp { tcp_uri(backend) } else { udp_uri(backend) };
     let proxy = Proxy::start(label, &relay_script(&du, &du));
-    let mut uas = Sipp::uas("uas", "uas-cancel.xml", backend, proto)
-        .calls(2)
-        .spawn(&proxy.dir);
-    let mut uac = Sipp::uac("uac", "uac-cancel.xml", &proxy, proto)
-        .calls(2)
-        .spawn(&proxy.dir);
+    let mut uas = Sipp::uas("uas", "uas-cancel.xml", backend, proto).calls(2).spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-cancel.xml", &proxy, proto).calls(2).spawn(&proxy.dir);
     uac.assert_success();
     uas.assert_success();
     proxy.stop();
@@ -95,19 +77,11 @@ fn silent_udp_backend_gets_408() {
     let du = udp_uri(backend.port);
     let proxy = Proxy::start("silent-udp", &relay_script(&du, &du));
     let t0 = Instant::now();
-    let mut uac = Sipp::uac("uac", "uac-timeout.xml", &proxy, Proto::Udp)
-        .timeout_s(20)
-        .spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-timeout.xml", &proxy, Proto::Udp).timeout_s(20).spawn(&proxy.dir);
     uac.assert_success();
     let took = t0.elapsed();
-    assert!(
-        took >= Duration::from_millis(1500),
-        "408 came after {took:?}, before fr_timeout (2 s) could have run out"
-    );
-    assert!(
-        backend.count_starting("INVITE ") >= 1,
-        "the proxy never relayed the INVITE to the backend"
-    );
+    assert!(took >= Duration::from_millis(1500), "408 came after {took:?}, before fr_timeout (2 s) could have run out");
+    assert!(backend.count_starting("INVITE ") >= 1, "the proxy never relayed the INVITE to the backend");
     proxy.stop();
 }
 
@@ -119,15 +93,10 @@ fn silent_tcp_backend_gets_408() {
     let du = tcp_uri(backend.port);
     let proxy = Proxy::start("silent-tcp", &relay_script(&du, &du));
     let t0 = Instant::now();
-    let mut uac = Sipp::uac("uac", "uac-timeout.xml", &proxy, Proto::Tcp)
-        .timeout_s(20)
-        .spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-timeout.xml", &proxy, Proto::Tcp).timeout_s(20).spawn(&proxy.dir);
     uac.assert_success();
     let took = t0.elapsed();
-    assert!(
-        took >= Duration::from_millis(1500),
-        "408 came after {took:?}, before fr_timeout (2 s) could have run out"
-    );
+    assert!(took >= Duration::from_millis(1500), "408 came after {took:?}, before fr_timeout (2 s) could have run out");
     assert_eq!(
         backend.count_starting("INVITE "),
         1,
@@ -143,15 +112,9 @@ fn serial_forking_503_then_second_backend() {
     let a = free_port();
     let b = free_port();
     let proxy = Proxy::start("serial", &relay_script(&udp_uri(a), &udp_uri(b)));
-    let mut uas_a = Sipp::uas("uas-a-503", "uas-503.xml", a, Proto::Udp)
-        .calls(3)
-        .spawn(&proxy.dir);
-    let mut uas_b = Sipp::uas("uas-b", "uas-call.xml", b, Proto::Udp)
-        .calls(3)
-        .spawn(&proxy.dir);
-    let mut uac = Sipp::uac("uac", "uac-call.xml", &proxy, Proto::Udp)
-        .calls(3)
-        .spawn(&proxy.dir);
+    let mut uas_a = Sipp::uas("uas-a-503", "uas-503.xml", a, Proto::Udp).calls(3).spawn(&proxy.dir);
+    let mut uas_b = Sipp::uas("uas-b", "uas-call.xml", b, Proto::Udp).calls(3).spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-call.xml", &proxy, Proto::Udp).calls(3).spawn(&proxy.dir);
     uac.assert_success();
     uas_a.assert_success();
     uas_b.assert_success();
@@ -165,21 +128,12 @@ fn retransmitted_invite_is_absorbed() {
     let backend = free_port();
     let du = udp_uri(backend);
     let proxy = Proxy::start("retrans", &relay_script(&du, &du));
-    let mut uas = Sipp::uas("uas", "uas-retrans.xml", backend, Proto::Udp)
-        .message_log()
-        .spawn(&proxy.dir);
-    let mut uac = Sipp::uac("uac", "uac-retrans.xml", &proxy, Proto::Udp)
-        .message_log()
-        .arg("-pause_msg_ign")
-        .spawn(&proxy.dir);
+    let mut uas = Sipp::uas("uas", "uas-retrans.xml", backend, Proto::Udp).message_log().spawn(&proxy.dir);
+    let mut uac =
+        Sipp::uac("uac", "uac-retrans.xml", &proxy, Proto::Udp).message_log().arg("-pause_msg_ign").spawn(&proxy.dir);
     uac.assert_success();
     uas.assert_success();
-    assert_eq!(
-        uac.sent_requests("INVITE"),
-        2,
-        "the UAC should have sent its INVITE twice:\n{}",
-        uac.report()
-    );
+    assert_eq!(uac.sent_requests("INVITE"), 2, "the UAC should have sent its INVITE twice:\n{}", uac.report());
     assert_eq!(
         uas.received_requests("INVITE"),
         1,
@@ -199,9 +153,6 @@ fn max_forwards_zero_gets_483() {
     uac.assert_success();
     let mut uac = Sipp::uac("uac-tcp", "uac-maxfwd.xml", &proxy, Proto::Tcp).spawn(&proxy.dir);
     uac.assert_success();
-    assert!(
-        backend.received().is_empty(),
-        "a request with Max-Forwards 0 reached the backend"
-    );
+    assert!(backend.received().is_empty(), "a request with Max-Forwards 0 reached the backend");
     proxy.stop();
 }

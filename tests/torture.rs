@@ -29,10 +29,7 @@ use std::time::Duration;
 use support::*;
 
 fn torture_dir() -> Option<PathBuf> {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared")
-        .join("torture");
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("torture");
     d.join("run.py").exists().then_some(d)
 }
 
@@ -63,8 +60,7 @@ impl Answering404 {
     fn start() -> Answering404 {
         let port = free_port();
         let sock = UdpSocket::bind((LOCALHOST, port)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         thread::spawn(move || {
@@ -92,15 +88,9 @@ fn reply_404(msg: &[u8]) -> Option<Vec<u8>> {
     if msg.starts_with(b"SIP/2.0 ") || msg.starts_with(b"ACK ") {
         return None;
     }
-    let head_end = msg
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(msg.len());
+    let head_end = msg.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(msg.len());
     let head = &msg[..head_end];
-    let lines = head
-        .split(|b| *b == b'\n')
-        .skip(1)
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let lines = head.split(|b| *b == b'\n').skip(1).map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let mut out = b"SIP/2.0 404 Not Found (test backend)\r\n".to_vec();
     let mut keep_prev = false;
     for l in lines {
@@ -112,20 +102,11 @@ fn reply_404(msg: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         let name_end = l.iter().position(|b| *b == b':').unwrap_or(0);
-        let name = String::from_utf8_lossy(&l[..name_end])
-            .trim()
-            .to_ascii_lowercase();
-        keep_prev = matches!(
-            name.as_str(),
-            "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq"
-        );
+        let name = String::from_utf8_lossy(&l[..name_end]).trim().to_ascii_lowercase();
+        keep_prev = matches!(name.as_str(), "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq");
         if keep_prev {
             out.extend_from_slice(l);
-            if (name == "to" || name == "t")
-                && !String::from_utf8_lossy(l)
-                    .to_ascii_lowercase()
-                    .contains(";tag=")
-            {
+            if (name == "to" || name == "t") && !String::from_utf8_lossy(l).to_ascii_lowercase().contains(";tag=") {
                 out.extend_from_slice(b";tag=torture-backend");
             }
             out.extend_from_slice(b"\r\n");
@@ -153,19 +134,14 @@ fn run_torture(tcp: bool) {
     let label = if tcp { "torture-tcp" } else { "torture-udp" };
     let proxy = Proxy::start(label, &script(backend.port));
     let mut cmd = Command::new("python3");
-    cmd.arg(dir.join("run.py"))
-        .arg(format!("{LOCALHOST}:{}", proxy.port));
+    cmd.arg(dir.join("run.py")).arg(format!("{LOCALHOST}:{}", proxy.port));
     if tcp {
         cmd.arg("--tcp");
     }
     let out_path = proxy.dir.join("torture.out");
     let out = std::fs::File::create(&out_path).unwrap();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out));
-    let child = cmd
-        .spawn()
-        .expect("python3 not installed (apt-get install -y python3)");
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(out));
+    let child = cmd.spawn().expect("python3 not installed (apt-get install -y python3)");
     let mut child = ChildGuard::new("run.py", child);
     // run.py caps itself at 110 s (--budget); a full run takes ~25 s
     let status = child.wait_timeout(Duration::from_secs(150));
@@ -173,11 +149,7 @@ fn run_torture(tcp: bool) {
     println!("{report}");
     let code = status.and_then(|s| s.code());
     // one visible line per run even when the test passes (fd 2 is not captured)
-    let summary = report
-        .lines()
-        .rev()
-        .find(|l| l.contains(" passed, "))
-        .unwrap_or("no summary line");
+    let summary = report.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or("no summary line");
     let _ = writeln!(
         std::io::stderr(),
         "RFC 4475 torture over {}: run.py exit {code:?}, {summary}",

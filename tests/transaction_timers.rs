@@ -232,7 +232,14 @@ fn reply_to(req: &Got, code: u16, reason: &str, to_tag: &str) -> String {
 /// The `branch` parameter of the top Via of a received message.
 fn top_branch(g: &Got) -> String {
     let via = g.header("Via").expect("a Via");
-    via.split(';').find_map(|p| p.trim().strip_prefix("branch=")).expect("a branch").split(',').next().unwrap().trim().to_string()
+    via.split(';')
+        .find_map(|p| p.trim().strip_prefix("branch="))
+        .expect("a branch")
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Arrival times in seconds, to the millisecond.
@@ -322,7 +329,8 @@ impl Net {
         let (first, rest) = req.split_once("\r\n").expect("request line");
         let method = first.split(' ').next().expect("method");
         let bytes = format!("{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={param}\r\n{rest}", self.proxy);
-        let out = BranchOut { uri, dest: Dest { proto: Proto::Udp, addr: to, listener: None }, bytes: Bytes::from(bytes) };
+        let out =
+            BranchOut { uri, dest: Dest { proto: Proto::Udp, addr: to, listener: None }, bytes: Bytes::from(bytes) };
         self.tm.add_branch(cell, n, out).expect("branch sent");
         param
     }
@@ -591,7 +599,11 @@ async fn negative_final_is_acked_downstream_and_reaches_on_failure() {
     let up = n.caller.next(secs(1.0)).await;
     assert_eq!(up.start_line(), "SIP/2.0 486 Busy Here");
     assert_eq!(up.headers("Via"), vec![format!("SIP/2.0/UDP {};branch=z9hG4bK-up-neg", n.caller.addr)]);
-    assert_eq!(up.header("To"), Some("<sip:bob@example.com>;tag=busy-tag"), "the callee's reply is relayed, not rebuilt");
+    assert_eq!(
+        up.header("To"),
+        Some("<sip:bob@example.com>;tag=busy-tag"),
+        "the callee's reply is relayed, not rebuilt"
+    );
 
     // A retransmitted 486 is ACKed again and relayed no more (the caller's copies are
     // Timer G's, at T1 intervals, not at the time of the callee's retransmission).
@@ -736,7 +748,8 @@ async fn two_xx_is_relayed_without_our_via_and_the_other_branch_cancelled() {
     let up = n.caller.next(secs(1.0)).await;
     assert!(up.is_reply(200), "{}", up.text);
     assert_at(&up, secs(0.2), "a 2xx is relayed at once");
-    let want = ok.replacen(&format!("Via: {vias}"), &format!("Via: SIP/2.0/UDP {};branch=z9hG4bK-up-ok", n.caller.addr), 1);
+    let want =
+        ok.replacen(&format!("Via: {vias}"), &format!("Via: SIP/2.0/UDP {};branch=z9hG4bK-up-ok", n.caller.addr), 1);
     assert_eq!(up.text, want, "only our Via value is gone, the rest is byte for byte");
 
     let cancel = n.callee.next(secs(1.0)).await;
@@ -824,7 +837,11 @@ async fn a_new_branch_from_on_failure_starts_a_new_generation() {
         let uri = format!("sip:bob@{second}");
         let rest = req2.split_once("\r\n").unwrap().1;
         let bytes = format!("INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {proxy};branch={param}\r\n{rest}");
-        let out = BranchOut { uri, dest: Dest { proto: Proto::Udp, addr: second, listener: None }, bytes: Bytes::from(bytes) };
+        let out = BranchOut {
+            uri,
+            dest: Dest { proto: Proto::Udp, addr: second, listener: None },
+            bytes: Bytes::from(bytes),
+        };
         tm.add_branch(cell, k, out).expect("a branch from the failure hook");
     }));
     let inv_a = n.callee.next(secs(1.0)).await;
@@ -1033,4 +1050,3 @@ async fn reply_matching_no_cell_is_stray() {
     assert_eq!(*n.hooks.strays.lock().unwrap(), vec![180]);
     assert!(n.hooks.replies().is_empty());
 }
-

@@ -3,7 +3,7 @@
 
 use super::hooks::{with_data, TxData};
 use super::util::{reply_dest, socket_listener, stamp_top_via};
-use super::Proxy;
+use super::{Origin, Proxy};
 use crate::message::{HeaderName, Method};
 use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
 use crate::transaction::Cell;
@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 fn proto_of(ctx: &Ctx) -> Proto {
     Proto::parse(ctx.proto).unwrap_or(Proto::Udp)
+}
+
+fn origin(ctx: &Ctx) -> Origin {
+    Origin { src: ctx.src, proto: proto_of(ctx), listener: ctx.listener, force_rport: ctx.force_rport }
 }
 
 impl Proxy {
@@ -53,7 +57,7 @@ impl CoreOps for Proxy {
             // still be relayed after this reply.
             return self.t_reply(ctx, code, reason);
         }
-        self.reply_stateless(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport, code, reason);
+        self.reply_stateless(&ctx.msg, origin(ctx), code, reason);
         ctx.answered = true;
         1
     }
@@ -104,7 +108,7 @@ impl CoreOps for Proxy {
         if method == Method::Cancel {
             if let Some(invite) = self.tm.lookup_invite_for_cancel(&ctx.msg) {
                 // §16.10: answer the CANCEL ourselves, then cancel the branches.
-                self.reply_stateless(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport, 200, "canceling");
+                self.reply_stateless(&ctx.msg, origin(ctx), 200, "canceling");
                 let reason = flags
                     .contains("pass-reason-hdr")
                     .then(|| ctx.msg.first(&HeaderName::Reason).map(|h| ctx.msg.text(h.line).trim_end().to_string()))

@@ -54,7 +54,8 @@ pub(super) fn with_data<T>(cell: &Cell, f: impl FnOnce(&mut TxData) -> T) -> Opt
 impl TmHooks for Proxy {
     fn on_reply(&self, cell: &Arc<Cell>, _branch: usize, reply: &SipMsg) -> ReplyVerdict {
         let Some((name, src, proto, local, listener, flags)) =
-            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags))).flatten()
+            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags)))
+                .flatten()
         else {
             return ReplyVerdict::default();
         };
@@ -116,8 +117,13 @@ impl TmHooks for Proxy {
             Some(Some(p)) => p,
             _ => next.port_or_default(),
         };
-        let uri = format!("sip:{}:{port};transport={}", host.trim_start_matches('[').trim_end_matches(']'), proto.as_str());
-        let uri = if host.contains(':') && !host.starts_with('[') { format!("sip:[{host}]:{port};transport={}", proto.as_str()) } else { uri };
+        let uri =
+            format!("sip:{}:{port};transport={}", host.trim_start_matches('[').trim_end_matches(']'), proto.as_str());
+        let uri = if host.contains(':') && !host.starts_with('[') {
+            format!("sip:[{host}]:{port};transport={}", proto.as_str())
+        } else {
+            uri
+        };
         let Ok((proto, addr)) = uri_dest(&self.tp, &uri) else { return };
         let mut e = Edits::new();
         if let Some(span) = crate::transaction::top_via_removal(&reply) {
@@ -129,4 +135,3 @@ impl TmHooks for Proxy {
         }
     }
 }
-

@@ -40,6 +40,16 @@ pub struct Stats {
     pub shed: AtomicU64,
 }
 
+/// Where a request came from, as far as answering it is concerned.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    pub src: SocketAddr,
+    pub proto: Proto,
+    pub listener: usize,
+    /// `force_rport()` was called: answer to the source port whatever the Via says.
+    pub force_rport: bool,
+}
+
 pub struct Proxy {
     tp: Arc<Transport>,
     tm: Arc<Tm>,
@@ -81,7 +91,14 @@ impl Proxy {
         if !bundle.has_hook("startup_route") {
             return;
         }
-        let ctx = Ctx::new(RouteKind::Startup, SipMsg::empty(), SocketAddr::from(([0, 0, 0, 0], 0)), "udp", SocketAddr::from(([0, 0, 0, 0], 0)), self.core());
+        let ctx = Ctx::new(
+            RouteKind::Startup,
+            SipMsg::empty(),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            "udp",
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            self.core(),
+        );
         let (_, outcome) = crate::script::run_hook(&bundle, "startup_route", ctx);
         if let Outcome::Error(e) = outcome {
             tracing::error!(error = %e, "startup_route failed");
@@ -106,7 +123,14 @@ impl Proxy {
             // error_route may answer itself (or drop); otherwise the 400 goes out.
             let bundle = self.script.bundle();
             if bundle.has_hook("error_route") {
-                let mut ctx = Ctx::new(RouteKind::Error, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
+                let mut ctx = Ctx::new(
+                    RouteKind::Error,
+                    msg.clone(),
+                    src,
+                    proto.as_str(),
+                    self.local_addr(listener),
+                    self.core(),
+                );
                 ctx.listener = listener;
                 ctx.reply_code = 400;
                 ctx.last_error = Some(crate::script::api::LastError { code: 400, reason: e.reason().to_string() });
@@ -119,7 +143,12 @@ impl Proxy {
                 }
             }
             if can_answer {
-                self.reply_stateless(&msg, src, proto, listener, false, e.status_code(), e.reason());
+                self.reply_stateless(
+                    &msg,
+                    Origin { src, proto, listener, force_rport: false },
+                    e.status_code(),
+                    e.reason(),
+                );
             }
             return;
         }
@@ -158,7 +187,8 @@ impl Proxy {
         // The unnamed onreply_route sees every reply first; drop() there discards it.
         let bundle = self.script.bundle();
         if bundle.has_hook("onreply_route") {
-            let mut ctx = Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
+            let mut ctx =
+                Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
             ctx.listener = listener;
             ctx.reply_code = msg.status().unwrap_or(0);
             let (ctx, outcome) = crate::script::run_hook(&bundle, "onreply_route", ctx);
@@ -173,7 +203,8 @@ impl Proxy {
     }
 
     /// Sends a reply built from `req` straight back (no transaction).
-    fn reply_stateless(&self, req: &SipMsg, src: SocketAddr, proto: Proto, listener: usize, force_rport: bool, code: u16, reason: &str) {
+    fn reply_stateless(&self, req: &SipMsg, from: Origin, code: u16, reason: &str) {
+        let Origin { src, proto, listener, force_rport } = from;
         let top_via = stamp_top_via(req, src, force_rport);
         let tag = util::stateless_tag(req);
         let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), ..Default::default() };
@@ -186,12 +217,28 @@ impl Proxy {
 
     /// A message that did not parse: 400 when enough of a request survives to answer it,
     /// else a logged drop.
-    fn on_unparsable(&self, data: &Bytes, err: crate::message::ParseError, src: SocketAddr, proto: Proto, listener: usize) {
+    fn on_unparsable(
+        &self,
+        data: &Bytes,
+        err: crate::message::ParseError,
+        src: SocketAddr,
+        proto: Proto,
+        listener: usize,
+    ) {
         self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%src, error = %err, len = data.len(), "unparsable message dropped");
         if let Some(req) = util::salvage_headers(data) {
-            if req.is_request() && req.method() != crate::message::Method::Ack && req.top_via().is_some() && req.check_request().is_ok() {
-                self.reply_stateless(&req, src, proto, listener, false, err.status_code(), err.reason());
+            if req.is_request()
+                && req.method() != crate::message::Method::Ack
+                && req.top_via().is_some()
+                && req.check_request().is_ok()
+            {
+                self.reply_stateless(
+                    &req,
+                    Origin { src, proto, listener, force_rport: false },
+                    err.status_code(),
+                    err.reason(),
+                );
             }
         }
     }
@@ -205,17 +252,29 @@ impl Proxy {
     /// under retransmissions. Returns true when the request was shed.
     fn shed(&self, msg: &SipMsg, m: &Inbound) -> bool {
         let Some(limit) = self.shed_after else { return false };
-        if m.queued < limit || msg.has_to_tag() || matches!(msg.method(), crate::message::Method::Ack | crate::message::Method::Cancel) {
+        if m.queued < limit
+            || msg.has_to_tag()
+            || matches!(msg.method(), crate::message::Method::Ack | crate::message::Method::Cancel)
+        {
             return false;
         }
         self.stats.shed.fetch_add(1, Ordering::Relaxed);
         if self.tm.lookup(msg).is_none() && msg.check_request().is_ok() {
-            self.reply_stateless(msg, m.src, m.proto, m.listener, false, 503, "Service Unavailable");
+            self.reply_stateless(
+                msg,
+                Origin { src: m.src, proto: m.proto, listener: m.listener, force_rport: false },
+                503,
+                "Service Unavailable",
+            );
         }
         let mut last = self.last_shed_log.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1)) {
             *last = Some(std::time::Instant::now());
-            tracing::warn!(queued_ms = m.queued.as_millis() as u64, shed = self.stats.shed.load(Ordering::Relaxed), "overloaded: shedding new requests");
+            tracing::warn!(
+                queued_ms = m.queued.as_millis() as u64,
+                shed = self.stats.shed.load(Ordering::Relaxed),
+                "overloaded: shedding new requests"
+            );
         }
         true
     }

@@ -22,7 +22,9 @@ pub(super) fn outbound_uri(spec: &str) -> String {
         return spec.to_string();
     }
     match spec.split_once(':') {
-        Some((proto, rest)) if crate::transport::Proto::parse(proto).is_some() => format!("sip:{rest};transport={}", proto.to_ascii_lowercase()),
+        Some((proto, rest)) if crate::transport::Proto::parse(proto).is_some() => {
+            format!("sip:{rest};transport={}", proto.to_ascii_lowercase())
+        }
         _ => format!("sip:{spec}"),
     }
 }
@@ -54,7 +56,10 @@ impl Proxy {
         // Our Via goes first of all, in a layer of its own, so no other insert at the same
         // byte (a Max-Forwards added by the script) can land above it.
         let mut via = Edits::new();
-        via.insert(top, format!("Via: SIP/2.0/{} {};branch={}\r\n", s.out.proto.via_token(), s.out.advertised, s.branch_param));
+        via.insert(
+            top,
+            format!("Via: SIP/2.0/{} {};branch={}\r\n", s.out.proto.via_token(), s.out.advertised, s.branch_param),
+        );
         let mut e = Edits::new();
         if let Some(span) = msg.ruri_span() {
             if s.ruri != msg.ruri() {
@@ -103,7 +108,12 @@ impl Proxy {
 
     /// Sends every branch of the destination set on `cell` (t_relay). Returns how many
     /// went out, or the reason none did.
-    pub(super) fn relay_branches(&self, ctx: &mut Ctx, cell: &Arc<Cell>, outbound: Option<&str>) -> Result<usize, DestError> {
+    pub(super) fn relay_branches(
+        &self,
+        ctx: &mut Ctx,
+        cell: &Arc<Cell>,
+        outbound: Option<&str>,
+    ) -> Result<usize, DestError> {
         let mut targets = vec![Target { ruri: ctx.ruri().to_string(), du: ctx.du.clone(), bflags: ctx.bflags }];
         targets.extend(ctx.branches.drain(..).map(|b| Target { ruri: b.uri, du: b.du, bflags: b.bflags }));
         let inbound = self.tp.listener(ctx.listener).cloned();

@@ -139,5 +139,11 @@ pub fn socket_listener(tp: &Transport, spec: &str) -> Option<usize> {
     let (proto, rest) = spec.split_once(':')?;
     let proto = Proto::parse(proto)?;
     let addr: SocketAddr = rest.parse().ok()?;
-    tp.listeners().iter().find(|l| l.proto == proto && (l.addr == addr || (l.advertised_host == addr.ip().to_string() && l.advertised_port == addr.port()))).map(|l| l.id)
+    tp.listeners()
+        .iter()
+        .find(|l| {
+            l.proto == proto
+                && (l.addr == addr || (l.advertised_host == addr.ip().to_string() && l.advertised_port == addr.port()))
+        })
+        .map(|l| l.id)
 }

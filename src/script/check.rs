@@ -22,7 +22,8 @@ impl std::fmt::Display for Diagnostic {
 }
 
 /// Names the Rhai parser handles itself.
-const SPECIAL: &[&str] = &["print", "debug", "type_of", "eval", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared"];
+const SPECIAL: &[&str] =
+    &["print", "debug", "type_of", "eval", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared"];
 
 /// Arity of every function the engine knows, from its signatures (`name(a: T, b: U) -> R`).
 fn known_functions(engine: &Engine) -> HashMap<String, HashSet<usize>> {
@@ -63,7 +64,9 @@ pub fn check_script(engine: Arc<Engine>, source: &str, path: &str) -> Vec<Diagno
     let mut diags = Vec::new();
     bundle.ast.walk(&mut |nodes: &[ASTNode]| {
         let call = match nodes.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => Some((call, pos)),
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => {
+                Some((call, pos))
+            }
             _ => None,
         };
         if let Some((call, pos)) = call {
@@ -82,7 +85,12 @@ pub fn check_script(engine: Arc<Engine>, source: &str, path: &str) -> Vec<Diagno
                     _ => None,
                 };
                 if let Some(message) = message {
-                    diags.push(Diagnostic { file: path.into(), line: pos.line().unwrap_or(0), col: pos.position().unwrap_or(0), message });
+                    diags.push(Diagnostic {
+                        file: path.into(),
+                        line: pos.line().unwrap_or(0),
+                        col: pos.position().unwrap_or(0),
+                        message,
+                    });
                 }
             }
         }

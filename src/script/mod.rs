@@ -44,9 +44,12 @@ impl ScriptError {
             other => other.to_string(),
         };
         match pos {
-            Some(p) if !p.is_none() => {
-                ScriptError::At { file: file.into(), line: p.line().unwrap_or(0), col: p.position().unwrap_or(0), message }
-            }
+            Some(p) if !p.is_none() => ScriptError::At {
+                file: file.into(),
+                line: p.line().unwrap_or(0),
+                col: p.position().unwrap_or(0),
+                message,
+            },
             _ => ScriptError::Other(format!("{file}: {message}")),
         }
     }
@@ -128,7 +131,15 @@ pub fn build_engine(limits: Limits, register: &dyn Fn(&mut Engine)) -> Engine {
     for (name, src) in STDLIB {
         // Compiled per engine, so a reload rebuilds them with the engine (no resolver cache).
         let module = engine.compile(src).and_then(|ast| {
-            rhai::Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| rhai::ParseError(Box::new(rhai::ParseErrorType::BadInput(rhai::LexError::ImproperSymbol(name.to_string(), e.to_string()))), Position::NONE))
+            rhai::Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| {
+                rhai::ParseError(
+                    Box::new(rhai::ParseErrorType::BadInput(rhai::LexError::ImproperSymbol(
+                        name.to_string(),
+                        e.to_string(),
+                    ))),
+                    Position::NONE,
+                )
+            })
         });
         match module {
             Ok(m) => {
@@ -147,12 +158,23 @@ pub fn build_engine(limits: Limits, register: &dyn Fn(&mut Engine)) -> Engine {
 pub fn compile(engine: Arc<Engine>, source: &str, path: &str) -> Result<Bundle, ScriptError> {
     let mut ast = engine.compile(source).map_err(|e| {
         let p = e.position();
-        ScriptError::At { file: path.into(), line: p.line().unwrap_or(0), col: p.position().unwrap_or(0), message: e.to_string() }
+        ScriptError::At {
+            file: path.into(),
+            line: p.line().unwrap_or(0),
+            col: p.position().unwrap_or(0),
+            message: e.to_string(),
+        }
     })?;
     ast.set_source(path);
-    let hooks: HashSet<String> = ast.iter_functions().filter(|f| f.params.is_empty()).map(|f| f.name.to_string()).collect();
+    let hooks: HashSet<String> =
+        ast.iter_functions().filter(|f| f.params.is_empty()).map(|f| f.name.to_string()).collect();
     if !hooks.contains("route") {
-        return Err(ScriptError::At { file: path.into(), line: 1, col: 1, message: "the script has no `fn route()`".into() });
+        return Err(ScriptError::At {
+            file: path.into(),
+            line: 1,
+            col: 1,
+            message: "the script has no `fn route()`".into(),
+        });
     }
     Ok(Bundle { engine, ast, path: path.into(), hooks })
 }
@@ -162,11 +184,16 @@ impl ScriptHost {
     ///
     /// # Errors
     /// The file cannot be read or does not compile.
-    pub fn load(path: Option<&Path>, limits: Limits, register: Arc<dyn Fn(&mut Engine) + Send + Sync>) -> Result<ScriptHost, ScriptError> {
+    pub fn load(
+        path: Option<&Path>,
+        limits: Limits,
+        register: Arc<dyn Fn(&mut Engine) + Send + Sync>,
+    ) -> Result<ScriptHost, ScriptError> {
         let engine = Arc::new(build_engine(limits, &*register));
         let bundle = match path {
             Some(p) => {
-                let src = std::fs::read_to_string(p).map_err(|e| ScriptError::Other(format!("{}: {e}", p.display())))?;
+                let src =
+                    std::fs::read_to_string(p).map_err(|e| ScriptError::Other(format!("{}: {e}", p.display())))?;
                 compile(engine, &src, &p.display().to_string())?
             }
             None => compile(engine, DEFAULT_SCRIPT, "scripts/default.rhai")?,
@@ -178,7 +205,12 @@ impl ScriptHost {
     ///
     /// # Errors
     /// The source does not compile.
-    pub fn from_source(source: &str, name: &str, limits: Limits, register: Arc<dyn Fn(&mut Engine) + Send + Sync>) -> Result<ScriptHost, ScriptError> {
+    pub fn from_source(
+        source: &str,
+        name: &str,
+        limits: Limits,
+        register: Arc<dyn Fn(&mut Engine) + Send + Sync>,
+    ) -> Result<ScriptHost, ScriptError> {
         let engine = Arc::new(build_engine(limits, &*register));
         let bundle = compile(engine, source, name)?;
         Ok(ScriptHost { current: ArcSwap::from_pointee(bundle), register, limits, path: None })

@@ -286,7 +286,8 @@ impl Tm {
                 return;
             }
             let cancelled = st.cancelled;
-            let codes = st.branches[gen..].iter().enumerate().map(|(i, b)| (gen + i, b.status)).filter(|&(_, c)| c >= 300);
+            let codes =
+                st.branches[gen..].iter().enumerate().map(|(i, b)| (gen + i, b.status)).filter(|&(_, c)| c >= 300);
             let Some((bi, code)) = select::pick(codes, cancelled) else { return };
             st.deciding = true;
             let b = &st.branches[bi];
@@ -378,7 +379,8 @@ async fn branch_timer(tm: Arc<Tm>, cell: Arc<Cell>, n: u32) {
                     if now >= r {
                         sends.out.push((b.dest, b.sent.clone()));
                         // Timer A doubles without bound; Timer E caps at T2 (§17.1.1.2, §17.1.2.2).
-                        b.retrans_interval = if invite { b.retrans_interval * 2 } else { (b.retrans_interval * 2).min(tm.timers.t2) };
+                        b.retrans_interval =
+                            if invite { b.retrans_interval * 2 } else { (b.retrans_interval * 2).min(tm.timers.t2) };
                         b.next_retrans = Some(now + b.retrans_interval);
                     }
                 }

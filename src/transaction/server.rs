@@ -23,7 +23,8 @@ impl Tm {
     /// Sends a reply built here upstream (t_reply, 100 Trying, local 408/487/5xx).
     /// Returns false when the cell already answered finally.
     pub fn reply(&self, cell: &Arc<Cell>, code: u16, reason: &str, extra: &str, body: &[u8]) -> bool {
-        let opts = ReplyOpts { to_tag: Some(&cell.to_tag), top_via: cell.top_via.as_deref(), extra_headers: extra, body };
+        let opts =
+            ReplyOpts { to_tag: Some(&cell.to_tag), top_via: cell.top_via.as_deref(), extra_headers: extra, body };
         let bytes = build_reply(&cell.request, code, reason, &opts);
         self.send_upstream(cell, code, Bytes::from(bytes))
     }
@@ -42,7 +43,8 @@ impl Tm {
         let first_final;
         {
             let mut st = cell.lock();
-            let again_2xx = cell.method == Method::Invite && (200..300).contains(&code) && (200..300).contains(&st.uas_status);
+            let again_2xx =
+                cell.method == Method::Invite && (200..300).contains(&code) && (200..300).contains(&st.uas_status);
             if st.uas_status >= 200 && !again_2xx {
                 return false;
             }

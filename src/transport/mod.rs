@@ -162,7 +162,14 @@ impl Transport {
                     udp_send.push(Some(socks.send.clone()));
                     let socks = socks.recv;
                     let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
-                    listeners.push(Listener { id, proto, addr: real, advertised: format_hostport(&host, port), advertised_host: host, advertised_port: port });
+                    listeners.push(Listener {
+                        id,
+                        proto,
+                        addr: real,
+                        advertised: format_hostport(&host, port),
+                        advertised_host: host,
+                        advertised_port: port,
+                    });
                     bound.udp.push((id, socks));
                 }
                 Proto::Tcp => {
@@ -170,7 +177,14 @@ impl Transport {
                     let real = lst.local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
                     let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
                     udp_send.push(None);
-                    listeners.push(Listener { id, proto, addr: real, advertised: format_hostport(&host, port), advertised_host: host, advertised_port: port });
+                    listeners.push(Listener {
+                        id,
+                        proto,
+                        addr: real,
+                        advertised: format_hostport(&host, port),
+                        advertised_host: host,
+                        advertised_port: port,
+                    });
                     bound.tcp.push((id, lst));
                 }
             }
@@ -225,7 +239,10 @@ impl Transport {
                 return Some(p.id);
             }
         }
-        self.listeners.iter().find(|l| l.proto == proto && l.addr.is_ipv4() == dst.is_ipv4()).map(|l| l.id)
+        self.listeners
+            .iter()
+            .find(|l| l.proto == proto && l.addr.is_ipv4() == dst.is_ipv4())
+            .map(|l| l.id)
             .or_else(|| self.listeners.iter().find(|l| l.proto == proto).map(|l| l.id))
     }
 
@@ -267,7 +284,8 @@ impl Transport {
         }
         self.aliases.iter().any(|a| {
             let (ah, ap) = a.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>().ok())).unwrap_or((a, None));
-            ah.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(bare) && (ap.is_none() || port.is_none() || ap == port)
+            ah.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(bare)
+                && (ap.is_none() || port.is_none() || ap == port)
         })
     }
 }

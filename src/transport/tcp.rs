@@ -53,7 +53,13 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl Connections {
-    pub(super) fn send(&self, tp: &Transport, listener: Option<usize>, dst: SocketAddr, data: Bytes) -> Result<(), TpError> {
+    pub(super) fn send(
+        &self,
+        tp: &Transport,
+        listener: Option<usize>,
+        dst: SocketAddr,
+        data: Bytes,
+    ) -> Result<(), TpError> {
         if let Some(c) = self.by_peer.get(&dst) {
             return c.tx.try_send(data).map_err(|_| TpError::WouldBlock(dst));
         }
@@ -167,7 +173,13 @@ async fn run_conn(
                     // The stream cannot be re-synchronised after a bad frame: close it.
                     tracing::warn!(peer = %peer, error = %e, "bad stream framing; closing connection");
                     if let Some(h) = &handler {
-                        h.on_message(Inbound { data: buf.split().freeze(), src: peer, proto: Proto::Tcp, listener, queued: Duration::ZERO });
+                        h.on_message(Inbound {
+                            data: buf.split().freeze(),
+                            src: peer,
+                            proto: Proto::Tcp,
+                            listener,
+                            queued: Duration::ZERO,
+                        });
                     }
                     break 'conn;
                 }

@@ -112,7 +112,8 @@ impl Batch {
             headers: Vec::with_capacity(BATCH),
         };
         for i in 0..BATCH {
-            b.iovecs.push(libc::iovec { iov_base: b.data[i * MAX_DATAGRAM..].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM });
+            b.iovecs
+                .push(libc::iovec { iov_base: b.data[i * MAX_DATAGRAM..].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM });
         }
         for i in 0..BATCH {
             // SAFETY: as above.
@@ -136,7 +137,9 @@ impl Batch {
             self.headers[i].msg_len = 0;
         }
         // SAFETY: every header points at live buffers owned by self, sized as declared.
-        let n = unsafe { libc::recvmmsg(fd, self.headers.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(fd, self.headers.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -211,7 +214,13 @@ pub(super) async fn recv_loop(sock: Arc<UdpSocket>, listener: usize, handler: Ar
                 }
                 let Some(src) = batch.source(i) else { continue };
                 let queued = batch.rx_time(i).map(|t| delay(&now, &t)).unwrap_or_default();
-                handler.on_message(Inbound { data: Bytes::copy_from_slice(data), src, proto: Proto::Udp, listener, queued });
+                handler.on_message(Inbound {
+                    data: Bytes::copy_from_slice(data),
+                    src,
+                    proto: Proto::Udp,
+                    listener,
+                    queued,
+                });
             }
             if n < BATCH {
                 break;

@@ -35,14 +35,9 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "siprox-test-{label}-{}-{n}-{nanos:x}",
-            std::process::id()
-        ));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("siprox-test-{label}-{}-{n}-{nanos:x}", std::process::id()));
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
         TempDir { path }
     }
@@ -99,10 +94,7 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!(
-        "no free UDP+TCP port on {LOCALHOST} in {LOW}..{}",
-        LOW + SPAN
-    );
+    panic!("no free UDP+TCP port on {LOCALHOST} in {LOW}..{}", LOW + SPAN);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,9 +117,7 @@ pub fn is_bound(port: u16, proto: Proto) -> bool {
     let want_any = format!("00000000:{port:04X}");
     text.lines().skip(1).any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 3
-            && (f[1] == want_local || f[1] == want_any)
-            && (proto == Proto::Udp || f[3] == "0A")
+        f.len() > 3 && (f[1] == want_local || f[1] == want_any) && (proto == Proto::Udp || f[3] == "0A")
     })
 }
 
@@ -152,10 +142,7 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: &str, child: Child) -> ChildGuard {
-        ChildGuard {
-            name: name.to_string(),
-            child: Some(child),
-        }
+        ChildGuard { name: name.to_string(), child: Some(child) }
     }
 
     pub fn pid(&self) -> u32 {
@@ -164,9 +151,7 @@ impl ChildGuard {
 
     /// None while running.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits up to `within`; None if it was still running (it is then killed).
@@ -320,9 +305,7 @@ listen = "{LOCALHOST}:{mi_port}"
             .current_dir(dir.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(
-                fs::File::create(dir.join("siprox.stdout")).unwrap(),
-            ))
+            .stdout(Stdio::from(fs::File::create(dir.join("siprox.stdout")).unwrap()))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", siprox_bin()));
@@ -360,17 +343,10 @@ listen = "{LOCALHOST}:{mi_port}"
                 Err(e) => {
                     if child.try_wait().is_some() {
                         thread::sleep(Duration::from_millis(100)); // let the reader copy the rest
-                        panic!(
-                            "siprox exited at startup ({:?}); its stderr:\n{}",
-                            child.try_wait(),
-                            tail(&log, 80)
-                        );
+                        panic!("siprox exited at startup ({:?}); its stderr:\n{}", child.try_wait(), tail(&log, 80));
                     }
                     if Instant::now() > end {
-                        panic!(
-                            "siprox did not print `siprox ready` within 20 s; its stderr:\n{}",
-                            tail(&log, 80)
-                        );
+                        panic!("siprox did not print `siprox ready` within 20 s; its stderr:\n{}", tail(&log, 80));
                     }
                     if e == mpsc::RecvTimeoutError::Disconnected {
                         thread::sleep(Duration::from_millis(50));
@@ -378,13 +354,7 @@ listen = "{LOCALHOST}:{mi_port}"
                 }
             }
         }
-        Proxy {
-            port,
-            mi_port,
-            dir,
-            log,
-            child,
-        }
+        Proxy { port, mi_port, dir, log, child }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -408,11 +378,7 @@ listen = "{LOCALHOST}:{mi_port}"
     pub fn stop(mut self) {
         self.assert_alive();
         let st = self.child.terminate(Duration::from_secs(10));
-        assert!(
-            st.is_some(),
-            "siprox did not exit within 10 s of SIGTERM; its stderr:\n{}",
-            tail(&self.log, 40)
-        );
+        assert!(st.is_some(), "siprox did not exit within 10 s of SIGTERM; its stderr:\n{}", tail(&self.log, 40));
     }
 }
 
@@ -420,11 +386,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if thread::panicking() {
             self.child.stop();
-            eprintln!(
-                "---- siprox stderr (last 150 lines of {}):\n{}",
-                self.log.display(),
-                tail(&self.log, 150)
-            );
+            eprintln!("---- siprox stderr (last 150 lines of {}):\n{}", self.log.display(), tail(&self.log, 150));
         }
     }
 }
@@ -434,23 +396,14 @@ impl Drop for Proxy {
 /// Path of SIPp; panics (never skips) when it is missing.
 pub fn sipp_bin() -> &'static str {
     static FOUND: OnceLock<bool> = OnceLock::new();
-    let ok = *FOUND.get_or_init(|| {
-        Command::new("sipp")
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    });
+    let ok = *FOUND
+        .get_or_init(|| Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok());
     assert!(ok, "sipp not installed: apt-get install -y sip-tester");
     "sipp"
 }
 
 pub fn scenario(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("sipp")
-        .join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("sipp").join(name);
     assert!(p.exists(), "missing scenario {}", p.display());
     p
 }
@@ -478,13 +431,7 @@ impl Sipp {
         Sipp::new(name, scenario_file, proto, port, None)
     }
 
-    fn new(
-        name: &str,
-        scenario_file: &str,
-        proto: Proto,
-        port: u16,
-        remote: Option<SocketAddr>,
-    ) -> Sipp {
+    fn new(name: &str, scenario_file: &str, proto: Proto, port: u16, remote: Option<SocketAddr>) -> Sipp {
         Sipp {
             name: name.to_string(),
             scenario: scenario(scenario_file),
@@ -534,13 +481,8 @@ impl Sipp {
         cmd.args(["-t", if self.proto == Proto::Tcp { "t1" } else { "u1" }]);
         cmd.args(["-i", LOCALHOST, "-p", &self.port.to_string()]);
         cmd.args(["-m", &self.calls.to_string()]);
-        cmd.args([
-            "-timeout",
-            &format!("{}s", self.timeout_s),
-            "-timeout_error",
-        ]);
-        cmd.args(["-nostdin", "-trace_err", "-error_file"])
-            .arg(&err);
+        cmd.args(["-timeout", &format!("{}s", self.timeout_s), "-timeout_error"]);
+        cmd.args(["-nostdin", "-trace_err", "-error_file"]).arg(&err);
         if self.msg_log {
             cmd.args(["-trace_msg", "-message_file"]).arg(&msg);
         }
@@ -550,9 +492,7 @@ impl Sipp {
         let outf = fs::File::create(&out).unwrap();
         cmd.stdout(Stdio::from(outf.try_clone().unwrap()));
         cmd.stderr(Stdio::from(outf));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
         let mut running = RunningSipp {
             name: self.name,
             child: ChildGuard::new("sipp", child),
@@ -567,11 +507,7 @@ impl Sipp {
             let end = Instant::now() + Duration::from_secs(10);
             while !is_bound(self.port, self.proto) {
                 if running.child.try_wait().is_some() || Instant::now() > end {
-                    panic!(
-                        "sipp {} did not start listening:\n{}",
-                        running.name,
-                        running.report()
-                    );
+                    panic!("sipp {} did not start listening:\n{}", running.name, running.report());
                 }
                 thread::sleep(Duration::from_millis(20));
             }
@@ -605,13 +541,7 @@ impl RunningSipp {
     /// Waits and asserts exit code 0 (every call succeeded).
     pub fn assert_success(&mut self) {
         let code = self.wait();
-        assert_eq!(
-            code,
-            Some(0),
-            "sipp {} failed (exit {code:?}):\n{}",
-            self.name,
-            self.report()
-        );
+        assert_eq!(code, Some(0), "sipp {} failed (exit {code:?}):\n{}", self.name, self.report());
     }
 
     pub fn message_log_text(&self) -> String {
@@ -629,19 +559,10 @@ impl RunningSipp {
     }
 
     pub fn report(&self) -> String {
-        let mut s = format!(
-            "== sipp {} output (tail of {}):\n{}\n",
-            self.name,
-            self.out.display(),
-            tail(&self.out, 60)
-        );
+        let mut s =
+            format!("== sipp {} output (tail of {}):\n{}\n", self.name, self.out.display(), tail(&self.out, 60));
         if self.err.exists() {
-            s += &format!(
-                "== sipp {} errors ({}):\n{}\n",
-                self.name,
-                self.err.display(),
-                tail(&self.err, 60)
-            );
+            s += &format!("== sipp {} errors ({}):\n{}\n", self.name, self.err.display(), tail(&self.err, 60));
         }
         if self.msg.exists() {
             s += &format!(
@@ -701,8 +622,7 @@ impl SilentUdp {
     pub fn start() -> SilentUdp {
         let port = free_port();
         let sock = UdpSocket::bind((LOCALHOST, port)).expect("bind silent backend");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (g, s) = (got.clone(), stop.clone());
@@ -723,10 +643,7 @@ impl SilentUdp {
 
     /// How many received messages start with `prefix` (e.g. "INVITE ").
     pub fn count_starting(&self, prefix: &str) -> usize {
-        self.received()
-            .iter()
-            .filter(|m| m.starts_with(prefix.as_bytes()))
-            .count()
+        self.received().iter().filter(|m| m.starts_with(prefix.as_bytes())).count()
     }
 }
 
@@ -797,11 +714,7 @@ pub fn status_codes(data: &[u8]) -> Vec<u16> {
 
 /// Sends one datagram from a fresh socket and collects replies for `wait`.
 /// `build` gets the local address (for a Via sent-by that reaches us back).
-pub fn udp_exchange(
-    dst: SocketAddr,
-    build: impl FnOnce(SocketAddr) -> Vec<u8>,
-    wait: Duration,
-) -> Vec<Vec<u8>> {
+pub fn udp_exchange(dst: SocketAddr, build: impl FnOnce(SocketAddr) -> Vec<u8>, wait: Duration) -> Vec<Vec<u8>> {
     udp_exchange_until(dst, build, wait, |_| false)
 }
 
@@ -815,8 +728,7 @@ pub fn udp_exchange_until(
     let s = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     let local = s.local_addr().unwrap();
     let msg = build(local);
-    s.send_to(&msg, dst)
-        .unwrap_or_else(|e| panic!("send {} bytes: {e}", msg.len()));
+    s.send_to(&msg, dst).unwrap_or_else(|e| panic!("send {} bytes: {e}", msg.len()));
     let end = Instant::now() + wait;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 70000];
@@ -880,12 +792,7 @@ pub fn tcp_exchange(
                     break;
                 }
             }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                break
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break,
             Err(_) => out.closed = true,
         }
     }
@@ -894,16 +801,9 @@ pub fn tcp_exchange(
 
 fn rand_token() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}{:x}{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        nanos
-    )
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{:x}{:x}{:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos)
 }
 
 /// A SIP request from `local` (Via sent-by = `local`, with rport, so any
@@ -935,10 +835,7 @@ impl<'a> Req<'a> {
 
     pub fn build(&self, local: SocketAddr) -> Vec<u8> {
         let t = rand_token();
-        let cl = self
-            .content_length
-            .clone()
-            .unwrap_or_else(|| self.body.len().to_string());
+        let cl = self.content_length.clone().unwrap_or_else(|| self.body.len().to_string());
         let mut m = format!(
             "{method} {ruri} SIP/2.0\r\n\
              Via: SIP/2.0/{proto} {local};rport;branch=z9hG4bK-test-{t}\r\n\

@@ -79,8 +79,11 @@ pub struct Routed {
 
 /// The loose_route algorithm (spec §5; RFC 3261 §16.4 and §16.6 step 6).
 pub fn loose_route(msg: &SipMsg, ruri: &str, is_myself: &dyn Fn(&str, Option<u16>) -> bool) -> Routed {
-    let mut routes: Vec<(Span, String)> =
-        msg.values(&HeaderName::Route).into_iter().map(|(s, t)| (s, NameAddr::parse(t).map(|n| n.uri.to_string()).unwrap_or_default())).collect();
+    let mut routes: Vec<(Span, String)> = msg
+        .values(&HeaderName::Route)
+        .into_iter()
+        .map(|(s, t)| (s, NameAddr::parse(t).map(|n| n.uri.to_string()).unwrap_or_default()))
+        .collect();
     let mut r = Routed { code: -1, ..Default::default() };
     if routes.is_empty() {
         return r;
@@ -143,7 +146,8 @@ pub fn loose_route(msg: &SipMsg, ruri: &str, is_myself: &dyn Fn(&str, Option<u16
 /// else the line's value rewritten with the survivors.
 pub fn remove_values(msg: &SipMsg, edits: &mut Edits, name: HeaderName, spans: &[Span]) {
     for h in msg.headers_named(&name) {
-        let in_line: Vec<Span> = spans.iter().copied().filter(|s| s.start >= h.value.start && s.end <= h.value.end).collect();
+        let in_line: Vec<Span> =
+            spans.iter().copied().filter(|s| s.start >= h.value.start && s.end <= h.value.end).collect();
         if in_line.is_empty() {
             continue;
         }
@@ -215,7 +219,9 @@ mod tests {
 
     #[test]
     fn strict_next_hop_swaps_ruri() {
-        let m = msg("BYE sip:bob@10.0.0.9 SIP/2.0\r\nRoute: <sip:10.0.0.1;lr>, <sip:10.0.0.7>\r\nTo: <sip:b@x>;tag=2\r\n\r\n");
+        let m = msg(
+            "BYE sip:bob@10.0.0.9 SIP/2.0\r\nRoute: <sip:10.0.0.1;lr>, <sip:10.0.0.7>\r\nTo: <sip:b@x>;tag=2\r\n\r\n",
+        );
         let r = loose_route(&m, m.ruri(), &me);
         assert_eq!(r.new_ruri.as_deref(), Some("sip:10.0.0.7"));
         assert_eq!(r.append_route.as_deref(), Some("sip:bob@10.0.0.9"));
@@ -231,8 +237,14 @@ mod tests {
 
     #[test]
     fn rr_lines() {
-        assert_eq!(format_rr("1.2.3.4:5060", "udp", false, Some("t1"), ""), "Record-Route: <sip:1.2.3.4:5060;lr;ftag=t1>\r\n");
-        assert_eq!(format_rr("1.2.3.4:5060", "tcp", true, None, ";x=1"), "Record-Route: <sip:1.2.3.4:5060;transport=tcp;r2=on;lr;x=1>\r\n");
+        assert_eq!(
+            format_rr("1.2.3.4:5060", "udp", false, Some("t1"), ""),
+            "Record-Route: <sip:1.2.3.4:5060;lr;ftag=t1>\r\n"
+        );
+        assert_eq!(
+            format_rr("1.2.3.4:5060", "tcp", true, None, ";x=1"),
+            "Record-Route: <sip:1.2.3.4:5060;transport=tcp;r2=on;lr;x=1>\r\n"
+        );
         assert_eq!(format_rr_preset("5.6.7.8", None, ""), "Record-Route: <sip:5.6.7.8;lr>\r\n");
     }
 }

@@ -67,7 +67,12 @@ pub fn register(engine: &mut Engine, _cfg: &RrConfig) {
                 remove_values(&ctx.msg, &mut ctx.edits, HeaderName::Route, &r.remove);
             }
             if let Some(route) = &r.append_route {
-                let at = ctx.msg.headers_named(&HeaderName::Route).last().map(|h| h.line.end as usize).unwrap_or(ctx.msg.headers_end());
+                let at = ctx
+                    .msg
+                    .headers_named(&HeaderName::Route)
+                    .last()
+                    .map(|h| h.line.end as usize)
+                    .unwrap_or(ctx.msg.headers_end());
                 ctx.edits.insert(at, format!("Route: <{route}>\r\n"));
             }
             if let Some(u) = r.new_ruri {

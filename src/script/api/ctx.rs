@@ -24,7 +24,10 @@ pub enum RouteKind {
 
 impl RouteKind {
     pub fn is_request(self) -> bool {
-        matches!(self, RouteKind::Request | RouteKind::Branch | RouteKind::Failure | RouteKind::Local | RouteKind::Error)
+        matches!(
+            self,
+            RouteKind::Request | RouteKind::Branch | RouteKind::Failure | RouteKind::Local | RouteKind::Error
+        )
     }
 }
 
@@ -131,7 +134,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(kind: RouteKind, msg: SipMsg, src: SocketAddr, proto: &'static str, local: SocketAddr, core: Arc<dyn CoreOps>) -> Ctx {
+    pub fn new(
+        kind: RouteKind,
+        msg: SipMsg,
+        src: SocketAddr,
+        proto: &'static str,
+        local: SocketAddr,
+        core: Arc<dyn CoreOps>,
+    ) -> Ctx {
         Ctx {
             kind,
             msg,

@@ -5,8 +5,8 @@
 //! sits in a thread-local stack: a hook pushes it, script functions borrow the top, and a
 //! nested hook (a branch_route run from inside `t_relay`) pushes its own above it.
 
-mod ctx;
 pub mod core_fns;
+mod ctx;
 pub mod pv;
 
 pub use ctx::{Avps, BranchSpec, CoreOps, Ctx, LastError, RouteKind, RrRequest};

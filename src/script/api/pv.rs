@@ -15,9 +15,44 @@ thread_local! {
 
 /// Every pseudo-variable name; those in `WITH_ARG` take `(name)`.
 pub const NAMES: &[&str] = &[
-    "ru", "rU", "rd", "rp", "ou", "du", "si", "sp", "Ri", "Rp", "pr", "proto", "fu", "fU", "fd", "fn", "ft", "tu", "tU",
-    "td", "tn", "tt", "ci", "cs", "rm", "rs", "rr", "rb", "ct", "ua", "fs", "mf", "retcode", "T_reply_code",
-    "T_branch_idx", "var", "avp", "hdr",
+    "ru",
+    "rU",
+    "rd",
+    "rp",
+    "ou",
+    "du",
+    "si",
+    "sp",
+    "Ri",
+    "Rp",
+    "pr",
+    "proto",
+    "fu",
+    "fU",
+    "fd",
+    "fn",
+    "ft",
+    "tu",
+    "tU",
+    "td",
+    "tn",
+    "tt",
+    "ci",
+    "cs",
+    "rm",
+    "rs",
+    "rr",
+    "rb",
+    "ct",
+    "ua",
+    "fs",
+    "mf",
+    "retcode",
+    "T_reply_code",
+    "T_branch_idx",
+    "var",
+    "avp",
+    "hdr",
 ];
 pub const WITH_ARG: &[&str] = &["var", "avp", "hdr"];
 /// Names that are Rhai keywords, taken as the literal symbol after `$`.
@@ -44,7 +79,11 @@ pub fn register(engine: &mut Engine) {
                     return Err(perr(format!("unknown pseudo-variable ${look_ahead}")));
                 }
                 // Reserved words (`var`, `fn`) are accepted as names.
-                return Ok(Some(if KEYWORD_NAMES.contains(&look_ahead) { look_ahead.into() } else { "$ident$".into() }));
+                return Ok(Some(if KEYWORD_NAMES.contains(&look_ahead) {
+                    look_ahead.into()
+                } else {
+                    "$ident$".into()
+                }));
             }
             if n == 2 {
                 let name = symbols[1].to_string();
@@ -222,7 +261,8 @@ pub fn set(name: &str, arg: &str, value: Dynamic) -> FnResult<()> {
             "ru" => ctx.new_ruri = Some(as_text(&value)),
             "rU" | "rd" | "rp" => {
                 let cur = ctx.ruri().to_string();
-                let u = Uri::parse(&cur).ok_or_else(|| script_error(format!("cannot set ${name}: bad R-URI {cur:?}")))?;
+                let u =
+                    Uri::parse(&cur).ok_or_else(|| script_error(format!("cannot set ${name}: bad R-URI {cur:?}")))?;
                 let text = as_text(&value);
                 ctx.new_ruri = Some(match name {
                     "rU" => u.with_user(&text),
