@@ -204,6 +204,10 @@ impl CoreOps for Proxy {
         self.cell_of(ctx).is_some_and(|c| c.was_cancelled())
     }
 
+    fn t_last_code(&self, ctx: &Ctx) -> u16 {
+        self.cell_of(ctx).map(|c| c.uas_status()).unwrap_or(0)
+    }
+
     fn forward(&self, ctx: &mut Ctx, dest: Option<&str>) -> i64 {
         self.forward_stateless(ctx, dest, None)
     }

@@ -49,7 +49,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("t_check_status", |re: &str| -> FnResult<bool> {
         let re = regex::Regex::new(re).map_err(|e| script_error(format!("t_check_status: {e}")))?;
         with_ctx(|ctx| {
-            let code = ctx.reply.as_ref().and_then(|r| r.status()).unwrap_or(ctx.reply_code);
+            let code = match ctx.reply.as_ref().and_then(|r| r.status()).unwrap_or(ctx.reply_code) {
+                0 => ctx.core.t_last_code(ctx),
+                c => c,
+            };
             code != 0 && re.is_match(&code.to_string())
         })
     });

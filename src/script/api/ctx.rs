@@ -196,6 +196,12 @@ pub trait CoreOps: Send + Sync {
     fn t_newtran(&self, ctx: &mut Ctx) -> i64;
     fn t_check_trans(&self, ctx: &mut Ctx) -> i64;
     fn t_was_cancelled(&self, ctx: &Ctx) -> bool;
+    /// Status of the last reply the transaction sent upstream (0: none, or no transaction);
+    /// what `t_check_status` and `$T_reply_code` see in request routes.
+    fn t_last_code(&self, ctx: &Ctx) -> u16 {
+        let _ = ctx;
+        0
+    }
     /// Stateless forward (`forward()`).
     fn forward(&self, ctx: &mut Ctx, dest: Option<&str>) -> i64;
     /// Whether `host[:port]` is this proxy (`myself`).

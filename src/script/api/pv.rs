@@ -238,7 +238,10 @@ pub fn get(name: &str, arg: &str) -> FnResult<Dynamic> {
             "fs" => ctx.send_socket.as_deref().map(s).unwrap_or(Dynamic::UNIT),
             "mf" => Dynamic::from(ctx.flags as i64),
             "retcode" => Dynamic::from(ctx.retcode),
-            "T_reply_code" => Dynamic::from(ctx.reply_code as i64),
+            "T_reply_code" => Dynamic::from(match ctx.reply_code {
+                0 => ctx.core.t_last_code(ctx),
+                c => c,
+            } as i64),
             "T_branch_idx" => Dynamic::from(ctx.branch_idx),
             "avp" => ctx.avps.get(arg).cloned().unwrap_or(Dynamic::UNIT),
             "hdr" => m.headers_by_text(arg).next().map(|h| s(m.text(h.value))).unwrap_or(Dynamic::UNIT),
