@@ -1,7 +1,7 @@
 //! What script functions ask of the core ([`CoreOps`]): replies, t_relay and friends,
 //! carried out at once and answered with OpenSIPS's return codes (spec §3, §4).
 
-use super::hooks::{with_data, TxData};
+use super::hooks::TxData;
 use super::util::{reply_dest, socket_listener, stamp_top_via};
 use super::{Origin, Proxy};
 use crate::message::{HeaderName, Method};
@@ -30,7 +30,7 @@ impl Proxy {
         let up = reply_dest(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport);
         let via = stamp_top_via(&ctx.msg, ctx.src, ctx.force_rport);
         let cell = self.tm.create(ctx.msg.clone(), up, via).ok()?;
-        *cell.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(TxData::from_ctx(ctx)));
+        self.freeze_into(ctx, &cell);
         ctx.tsx = Some(cell.clone());
         Some(cell)
     }
@@ -38,11 +38,7 @@ impl Proxy {
     /// The script's current choices become the transaction's (flags, AVPs, armed routes,
     /// lumps), as t_relay freezes them in OpenSIPS.
     fn freeze_into(&self, ctx: &Ctx, cell: &Cell) {
-        let fresh = TxData::from_ctx(ctx);
-        let stored = with_data(cell, |d| *d = TxData { ..fresh });
-        if stored.is_none() {
-            *cell.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(TxData::from_ctx(ctx)));
-        }
+        *cell.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(TxData::from_ctx(ctx)));
     }
 }
 
@@ -132,7 +128,10 @@ impl CoreOps for Proxy {
                 }
             }
         };
-        self.freeze_into(ctx, &cell);
+        if !created {
+            // t_newtran earlier, or a failure route: what the script chose since then counts.
+            self.freeze_into(ctx, &cell);
+        }
         if cell.was_cancelled() && cell.branch_count() == 0 {
             // The CANCEL overtook the INVITE (spec §4.6 point 6).
             self.tm.reply(&cell, 487, "Request Terminated", "", b"");
