@@ -63,6 +63,7 @@ impl Tm {
                 is_final: false,
                 local_timeout: false,
                 cancel,
+                pending_reason: None,
                 cancel_bytes: None,
                 cancel_next: None,
                 cancel_interval: t.t1,
@@ -102,6 +103,7 @@ impl Tm {
         }
         if b.status < 100 {
             b.cancel = CancelState::Pending;
+            b.pending_reason = reason.map(str::to_string);
             return;
         }
         let Ok(invite) = SipMsg::parse(b.sent.clone()) else { return };
@@ -192,7 +194,8 @@ impl Tm {
                     b.retrans_interval = t.t2;
                 }
                 if b.cancel == CancelState::Pending {
-                    self.cancel_branch(b, reason.as_deref(), &mut sends);
+                    let r = b.pending_reason.take().or(reason);
+                    self.cancel_branch(b, r.as_deref(), &mut sends);
                 }
             } else {
                 b.is_final = true;

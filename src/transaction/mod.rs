@@ -145,6 +145,9 @@ pub(crate) struct Branch {
     pub is_final: bool,
     pub local_timeout: bool,
     cancel: CancelState,
+    /// The Reason of a CANCEL deferred until this branch's first provisional reply
+    /// (`None`: the caller's, from the cell).
+    pending_reason: Option<String>,
     cancel_bytes: Option<Bytes>,
     cancel_next: Option<Instant>,
     cancel_interval: Duration,

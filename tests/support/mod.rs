@@ -277,13 +277,31 @@ impl Proxy {
     /// Like `start`, with extra TOML appended to the config.
     pub fn start_with(label: &str, script: &str, extra_toml: &str) -> Proxy {
         let dir = TempDir::new(label);
+        fs::write(dir.join("route.rhai"), script).unwrap();
+        Self::launch(dir, "route.rhai", extra_toml)
+    }
+
+    /// Like `start_with`, but `[core] script` names an existing script file
+    /// (e.g. the repository's `scripts/default.rhai`) by its absolute path;
+    /// nothing is copied.
+    pub fn start_script_file(label: &str, script: &Path, extra_toml: &str) -> Proxy {
+        assert!(script.is_absolute() && script.exists(), "script file {} must exist and be absolute", script.display());
+        let dir = TempDir::new(label);
+        let path = script.to_str().expect("script path is UTF-8");
+        Self::launch(dir, path, extra_toml)
+    }
+
+    /// Writes siprox.toml (with `script` as `[core] script`, as a TOML basic
+    /// string) into `dir` and starts the binary there.
+    fn launch(dir: TempDir, script: &str, extra_toml: &str) -> Proxy {
         let port = free_port();
         let mi_port = free_port();
+        let script_toml = script.replace('\\', "\\\\").replace('"', "\\\"");
         let config = format!(
             r#"# siprox end-to-end test config (tests/support/mod.rs)
 [core]
 listen = ["udp:{LOCALHOST}:{port}", "tcp:{LOCALHOST}:{port}"]
-script = "route.rhai"
+script = "{script_toml}"
 
 [tm]
 fr_timeout = 2
@@ -296,7 +314,6 @@ listen = "{LOCALHOST}:{mi_port}"
 "#
         );
         fs::write(dir.join("siprox.toml"), config).unwrap();
-        fs::write(dir.join("route.rhai"), script).unwrap();
         let log = dir.join("siprox.log");
         let child = Command::new(siprox_bin())
             .arg("run")
@@ -425,6 +442,13 @@ pub struct Sipp {
 impl Sipp {
     pub fn uac(name: &str, scenario_file: &str, proxy: &Proxy, proto: Proto) -> Sipp {
         Sipp::new(name, scenario_file, proto, free_port(), Some(proxy.addr()))
+    }
+
+    /// A UAC whose scenario addresses `target` ([remote_ip]:[remote_port] in
+    /// its Request-URI, e.g. a backend) while every packet goes to the proxy
+    /// (SIPp's -rsa): for routes that relay by Request-URI.
+    pub fn uac_to(name: &str, scenario_file: &str, proxy: &Proxy, proto: Proto, target: SocketAddr) -> Sipp {
+        Sipp::new(name, scenario_file, proto, free_port(), Some(target)).arg("-rsa").arg(&proxy.addr().to_string())
     }
 
     pub fn uas(name: &str, scenario_file: &str, port: u16, proto: Proto) -> Sipp {
@@ -558,6 +582,24 @@ impl RunningSipp {
         count_logged(&self.message_log_text(), "sent", method)
     }
 
+    /// Every message this SIPp received (`dir` = "received") or sent
+    /// ("sent"), in order, as text with CRLF turned into LF; from its
+    /// -trace_msg log (see `message_log`).
+    pub fn logged_messages(&self, dir: &str) -> Vec<String> {
+        logged_messages(&self.message_log_text(), dir)
+    }
+
+    /// The received messages whose first line starts with `start`
+    /// (e.g. "INVITE ", "SIP/2.0 486 ").
+    pub fn received_starting(&self, start: &str) -> Vec<String> {
+        self.logged_messages("received").into_iter().filter(|m| m.starts_with(start)).collect()
+    }
+
+    /// The sent messages whose first line starts with `start`.
+    pub fn sent_starting(&self, start: &str) -> Vec<String> {
+        self.logged_messages("sent").into_iter().filter(|m| m.starts_with(start)).collect()
+    }
+
     pub fn report(&self) -> String {
         let mut s =
             format!("== sipp {} output (tail of {}):\n{}\n", self.name, self.out.display(), tail(&self.out, 60));
@@ -583,6 +625,53 @@ impl Drop for RunningSipp {
             eprintln!("{}", self.report());
         }
     }
+}
+
+/// The messages of a SIPp -trace_msg log in one direction ("received" or
+/// "sent"). Each entry is a "-----… timestamp" line, a line such as
+/// "UDP message received [N] bytes :" or "TCP message sent (N bytes):", an
+/// empty line, then the message; CRs are removed and the text is trimmed.
+pub fn logged_messages(log: &str, dir: &str) -> Vec<String> {
+    let marker = format!(" message {dir} ");
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for l in log.lines() {
+        let l = l.trim_end_matches('\r');
+        if l.starts_with("----------") {
+            if let Some(m) = cur.take() {
+                out.push(m.trim().to_string());
+            }
+            continue;
+        }
+        if l.contains(" message ") && (l.contains(" received ") || l.contains(" sent ")) && cur.is_none() {
+            if l.contains(&marker) {
+                cur = Some(String::new());
+            }
+            continue;
+        }
+        if let Some(m) = cur.as_mut() {
+            m.push_str(l);
+            m.push('\n');
+        }
+    }
+    if let Some(m) = cur.take() {
+        out.push(m.trim().to_string());
+    }
+    out
+}
+
+/// Values of every header line `name:` (case-insensitive; long names only,
+/// no compact forms, no folded lines) of a message as `logged_messages`
+/// returns it, trimmed, in order.
+pub fn header_values(msg: &str, name: &str) -> Vec<String> {
+    let head = msg.split("\n\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+        .collect()
 }
 
 /// Counts the SIPp -trace_msg entries ("UDP message received [N] bytes :",
