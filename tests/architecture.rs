@@ -282,7 +282,7 @@ fn word_at(code: &[u8], i: usize, word: &[u8]) -> bool {
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     code[i..].starts_with(word)
         && (i == 0 || (!ident(code[i - 1]) && code[i - 1] != b'$'))
-        && code.get(i + word.len()).map_or(true, |&c| !ident(c))
+        && code.get(i + word.len()).is_none_or(|&c| !ident(c))
 }
 
 /// Every rule `source` (the text of src/`rel`) breaks, as `src/<file>:<line>: <rule>`.

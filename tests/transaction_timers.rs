@@ -248,7 +248,7 @@ fn arrivals(got: &[Got]) -> Vec<f64> {
 }
 
 fn assert_at(g: &Got, want: Duration, what: &str) {
-    let diff = if g.at > want { g.at - want } else { want - g.at };
+    let diff = g.at.abs_diff(want);
     assert!(diff <= SLACK, "{what}: arrived at {:?}, expected {want:?}\n{}", g.at, g.text);
 }
 

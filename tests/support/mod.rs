@@ -172,9 +172,7 @@ impl ChildGuard {
     /// SIGTERM, then waits up to `grace`; returns the exit status if it ended
     /// by itself in that time, None if it had to be killed.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let Some(child) = self.child.as_mut() else {
-            return None;
-        };
+        let child = self.child.as_mut()?;
         if let Ok(Some(st)) = child.try_wait() {
             return Some(st);
         }
