@@ -3,6 +3,32 @@
 use super::parse::{is_token_byte, parse_digits};
 use super::Method;
 
+/// The first `sep` at or after `from` that is outside a quoted string (and, when
+/// `angle_aware`, outside `<…>`), or the end of `v`.
+fn top_level(v: &[u8], from: usize, sep: u8, angle_aware: bool) -> usize {
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for (i, &c) in v.iter().enumerate().skip(from) {
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                quoted = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => quoted = true,
+            b'<' if angle_aware => angle = true,
+            b'>' if angle_aware => angle = false,
+            c if c == sep && !angle => return i,
+            _ => {}
+        }
+    }
+    v.len()
+}
+
 /// Splits a header value at top-level commas (not inside quotes or `<…>`), yielding trimmed
 /// byte ranges relative to `v` (RFC 3261 §7.3.1: a comma-separated list is equivalent to
 /// several header lines).
@@ -11,29 +37,7 @@ pub fn split_commas(v: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + 
     std::iter::from_fn(move || {
         while pos < v.len() {
             let start = pos;
-            let (mut quoted, mut angle, mut escaped) = (false, false, false);
-            let mut i = pos;
-            while i < v.len() {
-                let c = v[i];
-                if quoted {
-                    if escaped {
-                        escaped = false;
-                    } else if c == b'\\' {
-                        escaped = true;
-                    } else if c == b'"' {
-                        quoted = false;
-                    }
-                } else {
-                    match c {
-                        b'"' => quoted = true,
-                        b'<' => angle = true,
-                        b'>' => angle = false,
-                        b',' if !angle => break,
-                        _ => {}
-                    }
-                }
-                i += 1;
-            }
+            let i = top_level(v, pos, b',', true);
             pos = i + 1;
             let (mut s, mut e) = (start, i);
             while s < e && v[s].is_ascii_whitespace() {
@@ -58,25 +62,7 @@ pub(crate) fn params_iter(params: &str) -> impl Iterator<Item = (&str, Option<&s
     std::iter::from_fn(move || {
         while pos < b.len() {
             let start = pos;
-            let mut i = pos;
-            let (mut quoted, mut escaped) = (false, false);
-            while i < b.len() {
-                let c = b[i];
-                if quoted {
-                    if escaped {
-                        escaped = false;
-                    } else if c == b'\\' {
-                        escaped = true;
-                    } else if c == b'"' {
-                        quoted = false;
-                    }
-                } else if c == b'"' {
-                    quoted = true;
-                } else if c == b';' {
-                    break;
-                }
-                i += 1;
-            }
+            let i = top_level(b, pos, b';', false);
             pos = i + 1;
             let p = params[start..i].trim();
             if p.is_empty() {

@@ -153,41 +153,33 @@ impl Transport {
                 Some((h, p)) => (h.clone(), p.unwrap_or(addr.port())),
                 None => (addr.ip().to_string(), addr.port()),
             };
-            match proto {
+            let bind_err = |source| TpError::Bind { addr: l.clone(), source };
+            // Port 0 asks the kernel; every later use needs the real one.
+            let real = match proto {
                 Proto::Udp => {
-                    let socks = udp::bind(addr, workers.max(1), cfg.core.udp_rcvbuf)
-                        .map_err(|source| TpError::Bind { addr: l.clone(), source })?;
-                    // Port 0 asks the kernel; every later use needs the real one.
-                    let real = socks.send.local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
+                    let socks = udp::bind(addr, workers.max(1), cfg.core.udp_rcvbuf).map_err(bind_err)?;
+                    let real = socks.send.local_addr().map_err(bind_err)?;
                     udp_send.push(Some(socks.send.clone()));
-                    let socks = socks.recv;
-                    let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
-                    listeners.push(Listener {
-                        id,
-                        proto,
-                        addr: real,
-                        advertised: format_hostport(&host, port),
-                        advertised_host: host,
-                        advertised_port: port,
-                    });
-                    bound.udp.push((id, socks));
+                    bound.udp.push((id, socks.recv));
+                    real
                 }
                 Proto::Tcp => {
-                    let lst = tcp::bind(addr).map_err(|source| TpError::Bind { addr: l.clone(), source })?;
-                    let real = lst.local_addr().map_err(|source| TpError::Bind { addr: l.clone(), source })?;
-                    let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
+                    let lst = tcp::bind(addr).map_err(bind_err)?;
+                    let real = lst.local_addr().map_err(bind_err)?;
                     udp_send.push(None);
-                    listeners.push(Listener {
-                        id,
-                        proto,
-                        addr: real,
-                        advertised: format_hostport(&host, port),
-                        advertised_host: host,
-                        advertised_port: port,
-                    });
                     bound.tcp.push((id, lst));
+                    real
                 }
-            }
+            };
+            let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
+            listeners.push(Listener {
+                id,
+                proto,
+                addr: real,
+                advertised: format_hostport(&host, port),
+                advertised_host: host,
+                advertised_port: port,
+            });
         }
         let mut aliases = cfg.core.alias.clone();
         if let Some((h, _)) = &advertise {
