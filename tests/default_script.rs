@@ -52,7 +52,7 @@ fn show(replies: &[Vec<u8>]) -> String {
 
 /// OPTIONS to the proxy itself gets 200; INVITE (and the other methods the
 /// script lists) without a user part gets 404; a method the script does not
-/// know gets 405. All three are stateless replies from the script.
+/// know gets 405 with an Allow header. All three are stateless replies from the script.
 #[test]
 fn requests_addressed_to_the_proxy_itself() {
     let proxy = start("default-myself");
@@ -81,6 +81,12 @@ fn requests_addressed_to_the_proxy_itself() {
         assert!(
             text.contains(&format!("CSeq: 1 {method}\r\n")),
             "{method}: the reply does not carry the request's CSeq:\n{text}"
+        );
+        // RFC 3261 §8.2.1: a 405 says what is allowed (append_to_reply in the script).
+        assert_eq!(
+            code == 405,
+            text.contains("\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS"),
+            "{method}: Allow header belongs on the 405 only:\n{text}"
         );
     }
 

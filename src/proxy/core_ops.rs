@@ -53,7 +53,7 @@ impl CoreOps for Proxy {
             // still be relayed after this reply.
             return self.t_reply(ctx, code, reason);
         }
-        self.reply_stateless(&ctx.msg, origin(ctx), code, reason);
+        self.reply_stateless_with(&ctx.msg, origin(ctx), code, reason, &ctx.reply_headers);
         ctx.answered = true;
         1
     }
@@ -78,7 +78,7 @@ impl CoreOps for Proxy {
             },
         };
         ctx.answered = true;
-        if self.tm.reply(&cell, code, reason, "", b"") {
+        if self.tm.reply(&cell, code, reason, &ctx.reply_headers, b"") {
             1
         } else {
             -1

@@ -204,10 +204,15 @@ impl Proxy {
 
     /// Sends a reply built from `req` straight back (no transaction).
     fn reply_stateless(&self, req: &SipMsg, from: Origin, code: u16, reason: &str) {
+        self.reply_stateless_with(req, from, code, reason, "");
+    }
+
+    /// As [`Proxy::reply_stateless`], with extra header lines (`append_to_reply`).
+    fn reply_stateless_with(&self, req: &SipMsg, from: Origin, code: u16, reason: &str, extra_headers: &str) {
         let Origin { src, proto, listener, force_rport } = from;
         let top_via = stamp_top_via(req, src, force_rport);
         let tag = util::stateless_tag(req);
-        let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), ..Default::default() };
+        let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), extra_headers, ..Default::default() };
         let bytes = Bytes::from(build_reply(req, code, reason, &opts));
         let dest = reply_dest(req, src, proto, listener, force_rport);
         if let Err(e) = self.tp.send(dest.proto, dest.listener, dest.addr, bytes) {

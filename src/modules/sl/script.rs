@@ -22,6 +22,17 @@ pub fn register(engine: &mut Engine) {
             core.send_reply(ctx, code, &reason)
         })
     });
+    // Header lines for the replies this script sends (OpenSIPS sipmsgops append_to_reply).
+    engine.register_fn("append_to_reply", |txt: &str| {
+        let mut line = crate::script::api::core_fns::expand(txt);
+        if !line.ends_with('\n') {
+            line.push_str("\r\n");
+        }
+        with_ctx_code(move |ctx| {
+            ctx.reply_headers.push_str(&line);
+            1
+        })
+    });
     engine.register_fn("sl_reply_error", || {
         with_ctx_code(|ctx| {
             let (code, reason) = match &ctx.last_error {

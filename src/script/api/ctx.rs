@@ -128,6 +128,8 @@ pub struct Ctx {
     pub last_error: Option<LastError>,
     /// Set when the script called `drop()`.
     pub dropped: bool,
+    /// Header lines `append_to_reply` added to every reply this script sends.
+    pub reply_headers: String,
     /// A reply was sent or the request relayed (so a late script error sends no 500).
     pub answered: bool,
     pub core: Arc<dyn CoreOps>,
@@ -171,6 +173,7 @@ impl Ctx {
             branch_idx: 0,
             last_error: None,
             dropped: false,
+            reply_headers: String::new(),
             answered: false,
             core,
         }
