@@ -33,14 +33,7 @@ fn fork_script(b1: u16, b2: u16, r: Route) -> String {
     format!(
         r#"// siprox parallel-forking test script (tests/forking.rs)
 fn route() {{
-    if mf_process_maxfwd_header(10) == -1 {{ sl_send_reply(483, "Too Many Hops"); exit(); }}
-    if has_totag() {{
-        if loose_route() == 1 {{ if t_relay() < 0 {{ sl_reply_error(); }} exit(); }}
-        if is_method("ACK") {{ if t_check_trans() == 1 {{ t_relay(); }} exit(); }}
-        sl_send_reply(404, "Not here"); exit();
-    }}
-    if is_method("CANCEL") {{ if t_check_trans() == 1 {{ t_relay(); }} exit(); }}
-    record_route();
+{head}    record_route();
     $du = "sip:127.0.0.1:{b1}";
     append_branch("sip:127.0.0.1:{b2}");
     {before}
@@ -48,6 +41,7 @@ fn route() {{
 }}
 {hooks}
 "#,
+        head = ROUTE_HEAD,
         before = r.before_relay,
         hooks = r.hooks,
     )

@@ -25,14 +25,24 @@ impl Proxy {
     }
 
     /// Creates the transaction for the request in `ctx` (t_newtran / t_relay / t_reply).
-    /// `None` when it exists already (a retransmission, answered from the cell).
+    /// `None` when the request belongs to a cell already: a retransmission, answered here
+    /// with the cell's last reply (spec §4.2–4.3).
     fn create_cell(&self, ctx: &mut Ctx) -> Option<Arc<Cell>> {
         let up = reply_dest(&ctx.msg, ctx.src, proto_of(ctx), ctx.listener, ctx.force_rport);
         let via = stamp_top_via(&ctx.msg, ctx.src, ctx.force_rport);
-        let cell = self.tm.create(ctx.msg.clone(), up, via).ok()?;
-        self.freeze_into(ctx, &cell);
-        ctx.tsx = Some(cell.clone());
-        Some(cell)
+        match self.tm.create(ctx.msg.clone(), up, via) {
+            Ok(cell) => {
+                self.freeze_into(ctx, &cell);
+                ctx.tsx = Some(cell.clone());
+                Some(cell)
+            }
+            Err(_) => {
+                if let Some(existing) = self.tm.lookup(&ctx.msg) {
+                    self.tm.retransmit_reply(&existing);
+                }
+                None
+            }
+        }
     }
 
     /// The script's current choices become the transaction's (flags, AVPs, armed routes,
@@ -116,17 +126,11 @@ impl CoreOps for Proxy {
         }
         let (cell, created) = match self.cell_of(ctx) {
             Some(c) => (c, false),
-            None => {
-                if let Some(existing) = self.tm.lookup(&ctx.msg) {
-                    // A retransmission: answered with the last reply, absorbed (spec §4.3).
-                    self.tm.retransmit_reply(&existing);
-                    return 1;
-                }
-                match self.create_cell(ctx) {
-                    Some(c) => (c, true),
-                    None => return 1,
-                }
-            }
+            None => match self.create_cell(ctx) {
+                Some(c) => (c, true),
+                // A retransmission, absorbed (spec §4.3).
+                None => return 1,
+            },
         };
         if !created {
             // t_newtran earlier, or a failure route: what the script chose since then counts.
@@ -165,12 +169,9 @@ impl CoreOps for Proxy {
         if self.cell_of(ctx).is_some() {
             return 1;
         }
-        if let Some(existing) = self.tm.lookup(&ctx.msg) {
-            self.tm.retransmit_reply(&existing);
-            return 0;
-        }
         match self.create_cell(ctx) {
             Some(_) => 1,
+            // A retransmission: answered, and the script ends (spec §4.2).
             None => 0,
         }
     }

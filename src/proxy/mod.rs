@@ -185,8 +185,8 @@ impl Proxy {
             return;
         }
         // The unnamed onreply_route sees every reply first; drop() there discards it.
-        let bundle = self.script.bundle();
-        if bundle.has_hook("onreply_route") {
+        if self.script.has_hook("onreply_route") {
+            let bundle = self.script.bundle();
             let mut ctx =
                 Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
             ctx.listener = listener;

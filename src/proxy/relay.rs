@@ -117,7 +117,8 @@ impl Proxy {
         let mut targets = vec![Target { ruri: ctx.ruri().to_string(), du: ctx.du.clone(), bflags: ctx.bflags }];
         targets.extend(ctx.branches.drain(..).map(|b| Target { ruri: b.uri, du: b.du, bflags: b.bflags }));
         let inbound = self.tp.listener(ctx.listener).cloned();
-        let bundle = self.script.bundle();
+        // Only a branch route needs the script here; the bundle is taken once for all branches.
+        let bundle = ctx.on_branch.is_some().then(|| self.script.bundle());
         let mut sent = 0;
         let mut last_err = DestError::NoSocket;
         self.tm.begin_branches(cell);
@@ -126,7 +127,7 @@ impl Proxy {
             let mut du = t.du;
             let mut branch_edits = Edits::new();
             // branch_route: runs per branch right before it is sent; drop() skips it.
-            if let Some(name) = ctx.on_branch.clone() {
+            if let (Some(name), Some(bundle)) = (ctx.on_branch.clone(), bundle.as_ref()) {
                 let mut b = Ctx::new(RouteKind::Branch, ctx.msg.clone(), ctx.src, ctx.proto, ctx.local, self.core());
                 b.listener = ctx.listener;
                 b.new_ruri = Some(ruri.clone());
@@ -137,7 +138,7 @@ impl Proxy {
                 b.tsx = ctx.tsx.clone();
                 b.branch_idx = idx as i64;
                 b.send_socket = ctx.send_socket.clone();
-                let (b, outcome) = crate::script::run_hook(&bundle, &format!("branch_route_{name}"), b);
+                let (b, outcome) = crate::script::run_hook(bundle, &format!("branch_route_{name}"), b);
                 match outcome {
                     Outcome::Drop => continue,
                     Outcome::Error(e) => tracing::error!(error = %e, "branch_route failed"),

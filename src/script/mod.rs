@@ -221,6 +221,11 @@ impl ScriptHost {
         self.current.load_full()
     }
 
+    /// Whether the current bundle defines hook `name` (no reference taken: cheap per message).
+    pub fn has_hook(&self, name: &str) -> bool {
+        self.current.load().has_hook(name)
+    }
+
     /// Recompiles the script from disk and swaps it in; the old one stays on failure.
     ///
     /// # Errors

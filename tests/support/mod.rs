@@ -226,14 +226,7 @@ pub fn relay_script(du: &str, fail_du: &str) -> String {
     format!(
         r#"// siprox end-to-end test script (tests/support/mod.rs)
 fn route() {{
-    if mf_process_maxfwd_header(10) == -1 {{ sl_send_reply(483, "Too Many Hops"); exit(); }}
-    if has_totag() {{
-        if loose_route() == 1 {{ if t_relay() < 0 {{ sl_reply_error(); }} exit(); }}
-        if is_method("ACK") {{ if t_check_trans() == 1 {{ t_relay(); }} exit(); }}
-        sl_send_reply(404, "Not here"); exit();
-    }}
-    if is_method("CANCEL") {{ if t_check_trans() == 1 {{ t_relay(); }} exit(); }}
-    record_route();
+{head}    record_route();
     $du = "{du}";
     t_on_failure("next");
     if t_relay() < 0 {{ sl_reply_error(); }}
@@ -243,9 +236,21 @@ fn failure_route_next() {{
     if t_was_cancelled() {{ exit(); }}
     if t_check_status("503") {{ $du = "{fail_du}"; t_relay(); }}
 }}
-"#
+"#,
+        head = ROUTE_HEAD
     )
 }
+
+/// The start of every test route (opensips.cfg's default): Max-Forwards, in-dialog
+/// requests by loose_route, the ACK of a negative reply, CANCEL by t_check_trans.
+pub const ROUTE_HEAD: &str = r#"    if mf_process_maxfwd_header(10) == -1 { sl_send_reply(483, "Too Many Hops"); exit(); }
+    if has_totag() {
+        if loose_route() == 1 { if t_relay() < 0 { sl_reply_error(); } exit(); }
+        if is_method("ACK") { if t_check_trans() == 1 { t_relay(); } exit(); }
+        sl_send_reply(404, "Not here"); exit();
+    }
+    if is_method("CANCEL") { if t_check_trans() == 1 { t_relay(); } exit(); }
+"#;
 
 pub fn udp_uri(port: u16) -> String {
     format!("sip:{LOCALHOST}:{port}")
