@@ -7,7 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use siprox::config::Config;
 use siprox::message::{Edits, SipMsg};
 use siprox::script::api::{CoreOps, Ctx, RouteKind};
-use siprox::script::{build_engine, compile, run_hook, Limits};
+use siprox::script::{build_engine, compile, run_hook, Limits, Source};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -75,13 +75,10 @@ fn bench(c: &mut Criterion) {
     });
 
     let cfg = Config::default();
-    let engine = Arc::new(build_engine(
-        Limits { max_operations: 200_000, max_call_levels: 32 },
-        &*siprox::modules::registrar(&cfg),
-    ));
+    let engine = build_engine(Limits::default(), &*siprox::modules::registrar(&cfg));
     let src =
         format!("fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}", include_str!("lb.rhai"));
-    let bundle = compile(engine, &src, "benches/lb.rhai").expect("bench script compiles");
+    let bundle = compile(engine, Source::Text { text: &src, name: "benches/lb.rhai" }).expect("bench script compiles");
     let core = Arc::new(CountingCore::default());
     let src_addr = "127.0.0.1:5090".parse().expect("addr");
     let local = "127.0.0.1:5060".parse().expect("addr");

@@ -3,11 +3,12 @@
 use crate::config::Config;
 use crate::modules;
 use crate::proxy::Proxy;
-use crate::script::{Limits, ScriptError, ScriptHost};
+use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
 use crate::transport::{TpError, Transport};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -34,7 +35,13 @@ pub fn script_path(cfg: &Config, from_file: bool) -> Option<PathBuf> {
 }
 
 pub fn script_limits(cfg: &Config) -> Limits {
-    Limits { max_operations: cfg.core.max_operations, max_call_levels: cfg.core.max_call_levels }
+    Limits {
+        max_operations: cfg.core.max_operations,
+        max_call_levels: cfg.core.max_call_levels,
+        max_string_size: cfg.core.max_string_size,
+        max_array_size: cfg.core.max_array_size,
+        max_map_size: cfg.core.max_map_size,
+    }
 }
 
 /// A running proxy: its parts, for tests and the CLI.
@@ -76,12 +83,32 @@ pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
     Ok(Running { transport, tm, proxy })
 }
 
-/// Runs until SIGINT/SIGTERM. SIGHUP re-reads the script (the old one stays on error).
+/// Reloads the script off the async workers (the host logs and records the outcome).
+pub async fn reload_script(host: Arc<ScriptHost>, trigger: &'static str) -> Result<Reloaded, ScriptError> {
+    tokio::task::spawn_blocking(move || host.reload(trigger))
+        .await
+        .unwrap_or_else(|e| Err(ScriptError::Other(format!("reload task failed: {e}"))))
+}
+
+/// Runs until SIGINT/SIGTERM. The script reloads on save and on SIGHUP (the old one stays
+/// when the new one is refused).
 ///
 /// # Errors
 /// As [`start`].
 pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
     let running = start(&cfg, from_file)?;
+    let host = running.proxy.script().clone();
+    let _watch = if cfg.core.script_watch && host.path().is_some() {
+        match script::watch(host.clone(), Duration::from_millis(cfg.core.script_debounce_ms)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "script not watched; reload with SIGHUP or `siprox ctl reload_routes`");
+                None
+            }
+        }
+    } else {
+        None
+    };
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -90,10 +117,9 @@ pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match running.proxy.script().reload() {
-                Ok(()) => tracing::info!("script reloaded"),
-                Err(e) => tracing::error!(error = %e, "script reload failed; the running script stays"),
-            },
+            _ = hup.recv() => {
+                let _ = reload_script(host.clone(), "SIGHUP").await;
+            }
         }
     }
     tracing::info!("siprox stopping");

@@ -57,6 +57,15 @@ pub struct CoreConfig {
     pub max_operations: u64,
     /// Rhai call depth limit.
     pub max_call_levels: usize,
+    /// Longest string a script may build, bytes.
+    pub max_string_size: usize,
+    /// Most elements of an array / a map a script may build.
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// Reload the script when it (or a module it imports) changes on disk.
+    pub script_watch: bool,
+    /// Quiet time after the last change on disk before reloading, milliseconds.
+    pub script_debounce_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -72,6 +81,11 @@ impl Default for CoreConfig {
             shed_delay_ms: 100,
             max_operations: 200_000,
             max_call_levels: 32,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            script_watch: true,
+            script_debounce_ms: 100,
         }
     }
 }

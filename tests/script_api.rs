@@ -8,7 +8,7 @@ use bytes::Bytes;
 use siprox::config::Config;
 use siprox::message::{Edits, SipMsg};
 use siprox::script::api::{CoreOps, Ctx, RouteKind};
-use siprox::script::{build_engine, check_script, compile, run_hook, Bundle, Limits, Outcome, ScriptError};
+use siprox::script::{build_engine, check_script, compile, run_hook, Bundle, Limits, Outcome, ScriptError, Source};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,7 +80,13 @@ impl CoreOps for Core {
 
 // ------------------------------------------------------------------ helpers
 
-const LIMITS: Limits = Limits { max_operations: 100_000, max_call_levels: 32 };
+const LIMITS: Limits = Limits {
+    max_operations: 100_000,
+    max_call_levels: 32,
+    max_string_size: 64 * 1024,
+    max_array_size: 10_000,
+    max_map_size: 10_000,
+};
 
 fn bundle(src: &str) -> Bundle {
     bundle_with(src, &Config::default(), LIMITS)
@@ -89,7 +95,7 @@ fn bundle(src: &str) -> Bundle {
 fn bundle_with(src: &str, cfg: &Config, limits: Limits) -> Bundle {
     let register = siprox::modules::registrar(cfg);
     let engine = build_engine(limits, &*register);
-    compile(Arc::new(engine), src, "test.rhai").unwrap_or_else(|e| panic!("compile: {e}"))
+    compile(engine, Source::Text { text: src, name: "test.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"))
 }
 
 const INVITE: &str = "INVITE sip:bob@example.com:5070;transport=udp SIP/2.0\r\n\
@@ -484,9 +490,10 @@ fn route() {
 #[test]
 fn from_display_name_variable() {
     let register = siprox::modules::registrar(&Config::default());
-    let engine = Arc::new(build_engine(LIMITS, &*register));
+    let engine = build_engine(LIMITS, &*register);
     let src = "fn route() {\n    $avp(n) = $fn;\n}\n";
-    let b = compile(engine, src, "test.rhai").unwrap_or_else(|e| panic!("`$fn` does not compile: {e}"));
+    let b = compile(engine, Source::Text { text: src, name: "test.rhai" })
+        .unwrap_or_else(|e| panic!("`$fn` does not compile: {e}"));
     let core = Core::new();
     let (ctx, out) = run_hook(&b, "route", ctx_for(INVITE, &core));
     assert_done(&out);
@@ -615,7 +622,7 @@ fn an_endless_loop_is_stopped_by_the_operation_limit() {
         let b = bundle_with(
             "fn route() {\n    let i = 0;\n    loop {\n        i += 1;\n    }\n}\n",
             &Config::default(),
-            Limits { max_operations: 10_000, max_call_levels: 32 },
+            Limits { max_operations: 10_000, ..LIMITS },
         );
         let (_, out) = run_hook(&b, "route", ctx_for(INVITE, &core));
         let _ = tx.send(format!("{out:?}"));
@@ -898,7 +905,7 @@ fn route() {
 fn check(src: &str) -> Vec<siprox::script::Diagnostic> {
     let register = siprox::modules::registrar(&Config::default());
     let engine = build_engine(LIMITS, &*register);
-    check_script(Arc::new(engine), src, "t.rhai")
+    check_script(engine, Source::Text { text: src, name: "t.rhai" })
 }
 
 #[test]

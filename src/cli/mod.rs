@@ -2,11 +2,10 @@
 
 use crate::app;
 use crate::config::Config;
-use crate::script::{build_engine, check_script, Diagnostic};
+use crate::script::{build_engine, check_script, Diagnostic, Source};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(name = "siprox", version, about = "SIP proxy routed by an opensips.cfg-style Rhai script")]
@@ -69,10 +68,12 @@ pub fn check(file: &Path) -> Result<Vec<Diagnostic>, String> {
     } else {
         (Config::default(), file.to_path_buf())
     };
-    let source = std::fs::read_to_string(&script).map_err(|e| format!("{}: {e}", script.display()))?;
+    if !script.exists() {
+        return Err(format!("{}: no such file", script.display()));
+    }
     let registrar = crate::modules::registrar(&cfg);
-    let engine = Arc::new(build_engine(app::script_limits(&cfg), &*registrar));
-    Ok(check_script(engine, &source, &script.display().to_string()))
+    let engine = build_engine(app::script_limits(&cfg), &*registrar);
+    Ok(check_script(engine, Source::File(&script)))
 }
 
 pub fn main() -> ExitCode {

@@ -5,7 +5,7 @@ use super::util::uri_dest;
 use super::Proxy;
 use crate::message::{Edits, SipMsg, Via};
 use crate::script::api::{Avps, Ctx, RouteKind, RrRequest};
-use crate::script::Outcome;
+use crate::script::{Bundle, Outcome};
 use crate::transaction::{Cell, ReplyVerdict, TmHooks, Winner};
 use crate::transport::Proto;
 use std::net::SocketAddr;
@@ -25,6 +25,8 @@ pub(super) struct TxData {
     pub proto: &'static str,
     pub local: SocketAddr,
     pub listener: usize,
+    /// The script version that routed the request: its armed routes run on it.
+    pub bundle: Option<Arc<Bundle>>,
 }
 
 impl TxData {
@@ -41,6 +43,7 @@ impl TxData {
             proto: ctx.proto,
             local: ctx.local,
             listener: ctx.listener,
+            bundle: ctx.bundle.clone(),
         }
     }
 }
@@ -51,12 +54,26 @@ pub(super) fn with_data<T>(cell: &Cell, f: impl FnOnce(&mut TxData) -> T) -> Opt
     guard.as_mut().and_then(|b| b.downcast_mut::<TxData>()).map(f)
 }
 
+impl Proxy {
+    /// Runs a route a transaction armed, on the script version that armed it (the current
+    /// one when the transaction kept none).
+    fn run_pinned(&self, bundle: Option<Arc<Bundle>>, hook: &str, mut ctx: Ctx) -> (Ctx, Outcome) {
+        match bundle {
+            Some(b) => {
+                ctx.bundle = Some(b.clone());
+                self.script.run_on(&b, hook, ctx)
+            }
+            None => self.script.run(hook, ctx),
+        }
+    }
+}
+
 impl TmHooks for Proxy {
     fn on_reply(&self, cell: &Arc<Cell>, _branch: usize, reply: &SipMsg) -> ReplyVerdict {
-        let Some((name, src, proto, local, listener, flags)) =
-            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags)))
-                .flatten()
-        else {
+        let Some((name, src, proto, local, listener, flags, bundle)) = with_data(cell, |d| {
+            d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags, d.bundle.clone()))
+        })
+        .flatten() else {
             return ReplyVerdict::default();
         };
         let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), src, proto, local, self.core());
@@ -64,7 +81,7 @@ impl TmHooks for Proxy {
         ctx.flags = flags;
         ctx.reply_code = reply.status().unwrap_or(0);
         ctx.tsx = Some(cell.clone());
-        let (ctx, outcome) = self.script.run(&format!("onreply_route_{name}"), ctx);
+        let (ctx, outcome) = self.run_pinned(bundle, &format!("onreply_route_{name}"), ctx);
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "onreply_route failed");
         }
@@ -73,7 +90,7 @@ impl TmHooks for Proxy {
 
     fn on_failure(&self, cell: &Arc<Cell>, winner: &Winner) {
         // The failure route is disarmed before it runs (spec §4.7); it re-arms itself.
-        let Some((name, mut ctx)) = with_data(cell, |d| {
+        let Some((name, bundle, mut ctx)) = with_data(cell, |d| {
             let name = d.on_failure.take()?;
             let mut ctx = Ctx::new(RouteKind::Failure, cell.request.clone(), d.src, d.proto, d.local, self.core());
             ctx.listener = d.listener;
@@ -83,7 +100,7 @@ impl TmHooks for Proxy {
             ctx.on_branch = d.on_branch.clone();
             ctx.on_reply = d.on_reply.clone();
             ctx.rr = d.rr.clone();
-            Some((name, ctx))
+            Some((name, d.bundle.clone(), ctx))
         })
         .flatten() else {
             return;
@@ -91,7 +108,7 @@ impl TmHooks for Proxy {
         ctx.reply = winner.reply.clone();
         ctx.reply_code = winner.code;
         ctx.tsx = Some(cell.clone());
-        let (ctx, outcome) = self.script.run(&format!("failure_route_{name}"), ctx);
+        let (ctx, outcome) = self.run_pinned(bundle, &format!("failure_route_{name}"), ctx);
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "failure_route failed");
         }

@@ -35,7 +35,6 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub replies: AtomicU64,
     pub bad_messages: AtomicU64,
-    pub script_errors: AtomicU64,
     /// Requests refused or dropped by overload protection.
     pub shed: AtomicU64,
 }
@@ -99,7 +98,7 @@ impl Proxy {
             SocketAddr::from(([0, 0, 0, 0], 0)),
             self.core(),
         );
-        let (_, outcome) = crate::script::run_hook(&bundle, "startup_route", ctx);
+        let (_, outcome) = self.script.run_on(&bundle, "startup_route", ctx);
         if let Outcome::Error(e) = outcome {
             tracing::error!(error = %e, "startup_route failed");
         }
@@ -134,7 +133,7 @@ impl Proxy {
                 ctx.listener = listener;
                 ctx.reply_code = 400;
                 ctx.last_error = Some(crate::script::api::LastError { code: 400, reason: e.reason().to_string() });
-                let (ctx, outcome) = crate::script::run_hook(&bundle, "error_route", ctx);
+                let (ctx, outcome) = self.script.run_on(&bundle, "error_route", ctx);
                 if let Outcome::Error(err) = &outcome {
                     tracing::error!(error = %err, "error_route failed");
                 }
@@ -162,7 +161,6 @@ impl Proxy {
     fn after_hook(&self, mut ctx: Ctx, outcome: Outcome, hook: &str) {
         match outcome {
             Outcome::Error(e) => {
-                self.stats.script_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(hook, error = %e, call_id = ctx.msg.call_id(), "script error");
                 if ctx.kind == RouteKind::Request && !ctx.answered && ctx.msg.method() != crate::message::Method::Ack {
                     let core = self.core();
@@ -191,7 +189,7 @@ impl Proxy {
                 Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
             ctx.listener = listener;
             ctx.reply_code = msg.status().unwrap_or(0);
-            let (ctx, outcome) = crate::script::run_hook(&bundle, "onreply_route", ctx);
+            let (ctx, outcome) = self.script.run_on(&bundle, "onreply_route", ctx);
             if matches!(outcome, Outcome::Drop) || ctx.dropped {
                 return;
             }

@@ -117,8 +117,8 @@ impl Proxy {
         let mut targets = vec![Target { ruri: ctx.ruri().to_string(), du: ctx.du.clone(), bflags: ctx.bflags }];
         targets.extend(ctx.branches.drain(..).map(|b| Target { ruri: b.uri, du: b.du, bflags: b.bflags }));
         let inbound = self.tp.listener(ctx.listener).cloned();
-        // Only a branch route needs the script here; the bundle is taken once for all branches.
-        let bundle = ctx.on_branch.is_some().then(|| self.script.bundle());
+        // Only a branch route needs the script here: the version that routed the request.
+        let bundle = ctx.on_branch.is_some().then(|| ctx.bundle.clone().unwrap_or_else(|| self.script.bundle()));
         let mut sent = 0;
         let mut last_err = DestError::NoSocket;
         self.tm.begin_branches(cell);
@@ -138,7 +138,8 @@ impl Proxy {
                 b.tsx = ctx.tsx.clone();
                 b.branch_idx = idx as i64;
                 b.send_socket = ctx.send_socket.clone();
-                let (b, outcome) = crate::script::run_hook(bundle, &format!("branch_route_{name}"), b);
+                b.bundle = Some(bundle.clone());
+                let (b, outcome) = self.script.run_on(bundle, &format!("branch_route_{name}"), b);
                 match outcome {
                     Outcome::Drop => continue,
                     Outcome::Error(e) => tracing::error!(error = %e, "branch_route failed"),

@@ -1,11 +1,11 @@
-//! `siprox check`: compile a script and report what would only fail at run time in Rhai —
-//! calls to functions that do not exist or with the wrong number of arguments, and a
-//! missing `route` — as `file:line:col: message` diagnostics.
+//! Validation shared by `siprox check`, startup and every reload: compile a script and report
+//! what would only fail at run time in Rhai — calls to functions that do not exist or with
+//! the wrong number of arguments, a missing `route`, `t_on_failure("x")` and friends naming
+//! a route that is not defined — as `file:line:col: message` diagnostics.
 
-use super::{compile, ScriptError};
+use super::{compile, Bundle, ScriptError, Source};
 use rhai::{ASTNode, Engine, Expr, Stmt};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -25,10 +25,10 @@ impl std::fmt::Display for Diagnostic {
 const SPECIAL: &[&str] =
     &["print", "debug", "type_of", "eval", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared"];
 
-/// Arity of every function the engine knows, from its signatures (`name(a: T, b: U) -> R`).
-fn known_functions(engine: &Engine) -> HashMap<String, HashSet<usize>> {
+/// Arity of every function in a list of signatures (`name(a: T, b: U) -> R`).
+fn known_functions(signatures: &[String]) -> HashMap<String, HashSet<usize>> {
     let mut out: HashMap<String, HashSet<usize>> = HashMap::new();
-    for sig in engine.gen_fn_signatures(true) {
+    for sig in signatures {
         let Some(open) = sig.find('(') else { continue };
         let name = sig[..open].trim().to_string();
         let mut depth = 0i32;
@@ -50,47 +50,89 @@ fn known_functions(engine: &Engine) -> HashMap<String, HashSet<usize>> {
     out
 }
 
-/// Checks `source`; an empty list means clean.
-pub fn check_script(engine: Arc<Engine>, source: &str, path: &str) -> Vec<Diagnostic> {
-    let bundle = match compile(engine.clone(), source, path) {
-        Ok(b) => b,
-        Err(ScriptError::At { file, line, col, message }) => return vec![Diagnostic { file, line, col, message }],
-        Err(ScriptError::Other(m)) => return vec![Diagnostic { file: path.into(), line: 1, col: 1, message: m }],
+/// Compiles `source` on `engine` and checks it; an empty list means clean.
+pub fn check_script(engine: Engine, source: Source<'_>) -> Vec<Diagnostic> {
+    let name = match &source {
+        Source::File(p) => p.display().to_string(),
+        Source::Text { name, .. } => name.to_string(),
     };
-    let mut known = known_functions(&engine);
+    match compile(engine, source) {
+        Ok(b) => check_bundle(&b),
+        Err(ScriptError::At { file, line, col, message }) => vec![Diagnostic { file, line, col, message }],
+        Err(ScriptError::Invalid(d)) => d,
+        Err(ScriptError::Other(m)) => vec![Diagnostic { file: name, line: 1, col: 1, message: m }],
+    }
+}
+
+/// The routes `t_on_*` arm, by the name of the hook function they prefix (spec §4.7).
+const ARMING: &[(&str, &str)] =
+    &[("t_on_failure", "failure_route_"), ("t_on_reply", "onreply_route_"), ("t_on_branch", "branch_route_")];
+
+/// What Rhai would only find out when the line runs: unknown functions, wrong arity
+/// (also of `module::fn()` calls), and `t_on_*("x")` naming a route the script lacks.
+pub fn check_bundle(bundle: &Bundle) -> Vec<Diagnostic> {
+    let path = bundle.path.as_str();
+    let mut known = known_functions(&bundle.engine.gen_fn_signatures(true));
     for f in bundle.ast.iter_functions() {
         known.entry(f.name.to_string()).or_default().insert(f.params.len());
     }
+    for (alias, module) in &bundle.modules {
+        for (name, arities) in
+            known_functions(&module.gen_fn_signatures_with_mapper(std::borrow::Cow::Borrowed).collect::<Vec<_>>())
+        {
+            known.entry(format!("{alias}::{name}")).or_default().extend(arities);
+        }
+    }
     let mut diags = Vec::new();
+    let mut push = |pos: &rhai::Position, message: String| {
+        diags.push(Diagnostic {
+            file: path.into(),
+            line: pos.line().unwrap_or(0),
+            col: pos.position().unwrap_or(0),
+            message,
+        })
+    };
     bundle.ast.walk(&mut |nodes: &[ASTNode]| {
-        let call = match nodes.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => {
-                Some((call, pos))
-            }
-            _ => None,
+        let (call, pos) = match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, pos),
+            _ => return true,
         };
-        if let Some((call, pos)) = call {
-            let name = call.name.as_str();
-            let is_word = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
-            if is_word && call.namespace.is_empty() && !SPECIAL.contains(&name) {
-                let n = call.args.len();
-                let message = match known.get(name) {
-                    None => Some(format!("unknown function `{name}`")),
-                    Some(arities) if !arities.contains(&n) => {
-                        let mut a: Vec<_> = arities.iter().copied().collect();
-                        a.sort_unstable();
-                        let want = a.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
-                        Some(format!("`{name}` takes {want} argument(s), not {n}"))
-                    }
-                    _ => None,
-                };
-                if let Some(message) = message {
-                    diags.push(Diagnostic {
-                        file: path.into(),
-                        line: pos.line().unwrap_or(0),
-                        col: pos.position().unwrap_or(0),
-                        message,
-                    });
+        let name = call.name.as_str();
+        let is_word = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
+        if !is_word || SPECIAL.contains(&name) {
+            return true;
+        }
+        let full = if call.namespace.is_empty() { name.to_string() } else { format!("{}::{name}", call.namespace) };
+        let n = call.args.len();
+        match known.get(&full) {
+            None if !call.namespace.is_empty()
+                && !known.keys().any(|k| k.starts_with(&format!("{}::", call.namespace))) =>
+            {
+                push(
+                    pos,
+                    format!(
+                        "unknown module `{}` (import it: `import \"{}\" as {};`)",
+                        call.namespace, call.namespace, call.namespace
+                    ),
+                )
+            }
+            None => push(pos, format!("unknown function `{full}`")),
+            Some(arities) if !arities.contains(&n) => {
+                let mut a: Vec<_> = arities.iter().copied().collect();
+                a.sort_unstable();
+                let want = a.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
+                push(pos, format!("`{full}` takes {want} argument(s), not {n}"))
+            }
+            _ => {}
+        }
+        if let Some((_, prefix)) = ARMING.iter().find(|(f, _)| *f == name) {
+            if let Some(Expr::StringConstant(route, _)) = call.args.first() {
+                let hook = format!("{prefix}{route}");
+                if !bundle.has_hook(&hook) {
+                    push(
+                        pos,
+                        format!("`{name}(\"{route}\")` arms a route the script does not define: no `fn {hook}()`"),
+                    );
                 }
             }
         }

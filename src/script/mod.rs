@@ -10,15 +10,20 @@
 //! `error_route`, `startup_route`.
 
 pub mod api;
+mod bundle;
 mod check;
+mod host;
+mod watch;
 
-pub use check::{check_script, Diagnostic};
+pub use bundle::{compile, Bundle, Source};
+pub use check::{check_bundle, check_script, Diagnostic};
+pub use host::{
+    LatencyHistogram, LatencySnapshot, ReloadFailure, Reloaded, ScriptHost, ScriptStats, ScriptStatus,
+    LATENCY_BUCKETS_US,
+};
+pub use watch::{watch, WatchError, Watcher};
 
-use arc_swap::ArcSwap;
-use rhai::{CallFnOptions, Engine, EvalAltResult, Position, Scope, AST};
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use rhai::{CallFnOptions, Engine, EvalAltResult, Position, Scope};
 use thiserror::Error;
 
 /// The default route script, built into the binary (`siprox run` with no config).
@@ -32,6 +37,10 @@ pub const STDLIB: &[(&str, &str)] = &[("common", include_str!("../../stdlib/comm
 pub enum ScriptError {
     #[error("{file}:{line}:{col}: {message}")]
     At { file: String, line: usize, col: usize, message: String },
+    /// Compiled, but calls that cannot work (unknown function, wrong arity, a route armed
+    /// that does not exist): every diagnostic, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
     #[error("{0}")]
     Other(String),
 }
@@ -56,7 +65,7 @@ impl ScriptError {
 }
 
 /// The error at the bottom of a chain of function calls, with the best position known.
-fn innermost(err: &EvalAltResult) -> (&EvalAltResult, Option<Position>) {
+pub(crate) fn innermost(err: &EvalAltResult) -> (&EvalAltResult, Option<Position>) {
     let mut cur = err;
     let mut pos = Some(err.position());
     while let EvalAltResult::ErrorInFunctionCall(_, _, inner, p) | EvalAltResult::ErrorInModule(_, inner, p) = cur {
@@ -85,33 +94,28 @@ pub enum Outcome {
     Error(ScriptError),
 }
 
-/// A compiled script: engine and AST swapped as one unit on reload.
-pub struct Bundle {
-    pub engine: Arc<Engine>,
-    pub ast: AST,
-    pub path: String,
-    hooks: HashSet<String>,
-}
-
-impl Bundle {
-    pub fn has_hook(&self, name: &str) -> bool {
-        self.hooks.contains(name)
-    }
-}
-
 /// Limits of one hook call.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Rhai operations one hook may run (a runaway loop ends with a 500).
     pub max_operations: u64,
     pub max_call_levels: usize,
+    /// Longest string a script may build, bytes.
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
 }
 
-/// Builds engines and holds the current bundle.
-pub struct ScriptHost {
-    current: ArcSwap<Bundle>,
-    register: Arc<dyn Fn(&mut Engine) + Send + Sync>,
-    limits: Limits,
-    path: Option<PathBuf>,
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 200_000,
+            max_call_levels: 32,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+        }
+    }
 }
 
 /// A new engine with limits, the `$` syntax, core functions and `register`'s additions.
@@ -120,9 +124,14 @@ pub fn build_engine(limits: Limits, register: &dyn Fn(&mut Engine)) -> Engine {
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_levels);
     engine.set_max_expr_depths(64, 64);
-    engine.set_max_string_size(64 * 1024);
-    engine.set_max_array_size(10_000);
-    engine.set_max_map_size(10_000);
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_map_size);
+    // No file access: imports are resolved by `compile` from the script's folders and the
+    // built-in stdlib, never at run time (Rhai's default resolver would read any path).
+    // `eval` would hide code from validation and compile on the hot path.
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    engine.disable_symbol("eval");
     engine.on_print(|s| tracing::info!(target: "script", "{s}"));
     engine.on_debug(|s, _, pos| tracing::debug!(target: "script", "{pos:?}: {s}"));
     api::pv::register(&mut engine);
@@ -149,101 +158,6 @@ pub fn build_engine(limits: Limits, register: &dyn Fn(&mut Engine)) -> Engine {
         }
     }
     engine
-}
-
-/// Compiles `source` (named `path` in diagnostics) on `engine`.
-///
-/// # Errors
-/// A syntax error, or no `route` function.
-pub fn compile(engine: Arc<Engine>, source: &str, path: &str) -> Result<Bundle, ScriptError> {
-    let mut ast = engine.compile(source).map_err(|e| {
-        let p = e.position();
-        ScriptError::At {
-            file: path.into(),
-            line: p.line().unwrap_or(0),
-            col: p.position().unwrap_or(0),
-            message: e.to_string(),
-        }
-    })?;
-    ast.set_source(path);
-    let hooks: HashSet<String> =
-        ast.iter_functions().filter(|f| f.params.is_empty()).map(|f| f.name.to_string()).collect();
-    if !hooks.contains("route") {
-        return Err(ScriptError::At {
-            file: path.into(),
-            line: 1,
-            col: 1,
-            message: "the script has no `fn route()`".into(),
-        });
-    }
-    Ok(Bundle { engine, ast, path: path.into(), hooks })
-}
-
-impl ScriptHost {
-    /// Loads the script at `path` (or the built-in default when `path` is `None`).
-    ///
-    /// # Errors
-    /// The file cannot be read or does not compile.
-    pub fn load(
-        path: Option<&Path>,
-        limits: Limits,
-        register: Arc<dyn Fn(&mut Engine) + Send + Sync>,
-    ) -> Result<ScriptHost, ScriptError> {
-        let engine = Arc::new(build_engine(limits, &*register));
-        let bundle = match path {
-            Some(p) => {
-                let src =
-                    std::fs::read_to_string(p).map_err(|e| ScriptError::Other(format!("{}: {e}", p.display())))?;
-                compile(engine, &src, &p.display().to_string())?
-            }
-            None => compile(engine, DEFAULT_SCRIPT, "scripts/default.rhai")?,
-        };
-        Ok(ScriptHost { current: ArcSwap::from_pointee(bundle), register, limits, path: path.map(Path::to_path_buf) })
-    }
-
-    /// A host running `source` (named `name` in diagnostics), for embedding and tests.
-    ///
-    /// # Errors
-    /// The source does not compile.
-    pub fn from_source(
-        source: &str,
-        name: &str,
-        limits: Limits,
-        register: Arc<dyn Fn(&mut Engine) + Send + Sync>,
-    ) -> Result<ScriptHost, ScriptError> {
-        let engine = Arc::new(build_engine(limits, &*register));
-        let bundle = compile(engine, source, name)?;
-        Ok(ScriptHost { current: ArcSwap::from_pointee(bundle), register, limits, path: None })
-    }
-
-    /// The bundle in force now. Work that starts on it finishes on it.
-    pub fn bundle(&self) -> Arc<Bundle> {
-        self.current.load_full()
-    }
-
-    /// Whether the current bundle defines hook `name` (no reference taken: cheap per message).
-    pub fn has_hook(&self, name: &str) -> bool {
-        self.current.load().has_hook(name)
-    }
-
-    /// Recompiles the script from disk and swaps it in; the old one stays on failure.
-    ///
-    /// # Errors
-    /// The new script does not read or compile.
-    pub fn reload(&self) -> Result<(), ScriptError> {
-        let Some(path) = &self.path else { return Ok(()) };
-        let src = std::fs::read_to_string(path).map_err(|e| ScriptError::Other(format!("{}: {e}", path.display())))?;
-        let engine = Arc::new(build_engine(self.limits, &*self.register));
-        let bundle = compile(engine, &src, &path.display().to_string())?;
-        self.current.store(Arc::new(bundle));
-        Ok(())
-    }
-
-    /// Runs hook `name` of the current bundle on `ctx`.
-    pub fn run(&self, name: &str, ctx: api::Ctx) -> (api::Ctx, Outcome) {
-        let bundle = self.current.load();
-        run_hook(&bundle, name, ctx)
-    }
 }
 
 /// Runs one hook; the context comes back whatever happened.

@@ -132,6 +132,9 @@ pub struct Ctx {
     pub reply_headers: String,
     /// A reply was sent or the request relayed (so a late script error sends no 500).
     pub answered: bool,
+    /// The script version this message is routed by; a transaction keeps it, so the routes
+    /// it arms run on the same version even after a reload.
+    pub bundle: Option<Arc<crate::script::Bundle>>,
     pub core: Arc<dyn CoreOps>,
 }
 
@@ -175,6 +178,7 @@ impl Ctx {
             dropped: false,
             reply_headers: String::new(),
             answered: false,
+            bundle: None,
             core,
         }
     }
