@@ -117,10 +117,18 @@ impl WatchState {
             if !paths.iter().any(|p| self.watched.concerns(p)) {
                 continue;
             }
-            // Quiet period: every further event restarts it.
+            // Quiet period: a further change to the script restarts it (other files in the
+            // folder, a log being written say, do not), up to a bound so that a file
+            // rewritten without pause still reloads.
+            let give_up = tokio::time::Instant::now() + debounce * 10;
+            let mut quiet_until = tokio::time::Instant::now() + debounce;
             loop {
-                match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                match tokio::time::timeout_at(quiet_until.min(give_up), rx.recv()).await {
+                    Ok(Some(paths)) => {
+                        if paths.iter().any(|p| self.watched.concerns(p)) {
+                            quiet_until = tokio::time::Instant::now() + debounce;
+                        }
+                    }
                     Ok(None) => return,
                     Err(_) => break,
                 }

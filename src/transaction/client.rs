@@ -38,20 +38,17 @@ impl Tm {
     /// [`TmError::Closed`] when the cell already answered or a 6xx blocked forking;
     /// [`TmError::Send`] when the transport refused the message.
     pub fn add_branch(&self, cell: &Arc<Cell>, n: u32, out: BranchOut) -> Result<(), TmError> {
-        {
-            let st = cell.lock();
-            if st.uas_status >= 200 || st.blocked {
-                return Err(TmError::Closed);
-            }
-        }
-        self.tp
-            .send(out.dest.proto, out.dest.listener, out.dest.addr, out.bytes.clone())
-            .map_err(|e| TmError::Send(e.to_string()))?;
         let now = Instant::now();
         let t = &self.timers;
         let unreliable = out.dest.proto == Proto::Udp;
+        let (dest, bytes) = (out.dest, out.bytes.clone());
         {
             let mut st = cell.lock();
+            if st.uas_status >= 200 || st.blocked {
+                return Err(TmError::Closed);
+            }
+            // The branch exists before its request leaves: a reply can come back sooner
+            // than this thread runs again, and must find it.
             let cancel = if st.cancelled { CancelState::Pending } else { CancelState::None };
             st.branches.push(Branch {
                 n,
@@ -74,6 +71,10 @@ impl Tm {
                 retrans_interval: t.t1,
                 reply_edits: Edits::new(),
             });
+        }
+        if let Err(e) = self.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
+            cell.lock().branches.retain(|b| b.n != n);
+            return Err(TmError::Send(e.to_string()));
         }
         if let Some(tm) = self.self_arc(cell) {
             tokio::spawn(branch_timer(tm, cell.clone(), n));

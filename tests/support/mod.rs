@@ -515,6 +515,8 @@ impl Sipp {
         }
         cmd.args(&self.extra);
         cmd.current_dir(dir.path());
+        // Message-log timestamps in UTC, so tests can compare them with SystemTime.
+        cmd.env("TZ", "UTC");
         cmd.stdin(Stdio::null());
         let outf = fs::File::create(&out).unwrap();
         cmd.stdout(Stdio::from(outf.try_clone().unwrap()));
@@ -948,4 +950,50 @@ impl<'a> Req<'a> {
         m.extend_from_slice(&self.body);
         m
     }
+}
+
+/// Like [`logged_messages`], with the time SIPp logged each message (its
+/// `---- YYYY-MM-DD HH:MM:SS.ffffff` separator line, UTC: SIPp runs with TZ=UTC).
+pub fn logged_messages_at(log: &str, dir: &str) -> Vec<(std::time::SystemTime, String)> {
+    let mut out = Vec::new();
+    let mut stamp = None;
+    let mut chunk = String::new();
+    let mut flush = |stamp: Option<std::time::SystemTime>, chunk: &str, out: &mut Vec<_>| {
+        if let Some(t) = stamp {
+            for m in logged_messages(chunk, dir) {
+                out.push((t, m));
+            }
+        }
+    };
+    for l in log.lines() {
+        if let Some(rest) = l.strip_prefix("----------") {
+            flush(stamp, &chunk, &mut out);
+            chunk.clear();
+            stamp = parse_utc(rest.trim_start_matches('-').trim());
+        }
+        chunk.push_str(l);
+        chunk.push('\n');
+    }
+    flush(stamp, &chunk, &mut out);
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) as a SystemTime.
+fn parse_utc(s: &str) -> Option<std::time::SystemTime> {
+    let (date, time) = s.split_once(' ')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // Days since 1970-01-01 of a civil date (proleptic Gregorian).
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    let micros: u64 = format!("{frac:0<6}")[..6].parse().ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_micros(micros))
 }
