@@ -212,3 +212,28 @@ fn failure_route_runs_the_version_that_routed_the_invite() {
     assert_eq!(versions, ["1", "2"], "failure_route versions seen by backend B");
     proxy.stop();
 }
+
+/// A hook that runs away is stopped by the operation limit: the request gets a 500, the
+/// log names the script and the hook, and the next request is served as usual.
+#[test]
+fn a_runaway_hook_gets_500_and_the_proxy_carries_on() {
+    let script = r#"fn route() {
+    if is_method("OPTIONS") {
+        let i = 0;
+        loop { i += 1; }
+    }
+    sl_send_reply(200, "OK");
+}
+"#;
+    let proxy = Proxy::start("runaway", script);
+    let options = Req::new("OPTIONS", proxy.addr(), Proto::Udp);
+    let got = udp_exchange_until(proxy.addr(), |l| options.build(l), Duration::from_secs(5), |r| !r.is_empty());
+    assert_eq!(got.iter().flat_map(|r| status_codes(r)).collect::<Vec<_>>(), [500]);
+    let log = proxy.log_text();
+    assert!(log.contains("route.rhai:1:1: in fn route(): Too many operations"), "{log}");
+
+    let message = Req::new("MESSAGE", proxy.addr(), Proto::Udp);
+    let got = udp_exchange_until(proxy.addr(), |l| message.build(l), Duration::from_secs(5), |r| !r.is_empty());
+    assert_eq!(got.iter().flat_map(|r| status_codes(r)).collect::<Vec<_>>(), [200]);
+    proxy.stop();
+}

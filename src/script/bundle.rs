@@ -36,6 +36,8 @@ pub struct Bundle {
     /// Module aliases in force (`import "x" as y;` → `y`), for `siprox check`.
     pub(crate) modules: HashMap<String, Shared<Module>>,
     hooks: HashSet<String>,
+    /// Line of each `fn name(` in the script, for errors Rhai reports without a position.
+    fn_lines: HashMap<String, usize>,
 }
 
 impl Bundle {
@@ -47,6 +49,26 @@ impl Bundle {
     pub fn hooks(&self) -> impl Iterator<Item = &str> {
         self.hooks.iter().map(String::as_str)
     }
+
+    /// The line where the script defines function `name`.
+    pub fn fn_line(&self, name: &str) -> Option<usize> {
+        self.fn_lines.get(name).copied()
+    }
+}
+
+/// `fn name(` at the start of a line (after blanks), by name. Rhai gives limit errors
+/// (operations, call depth, data size) the position of the call that started the hook,
+/// which for a hook called from Rust is none; the hook's own line is the best left.
+fn function_lines(text: &str) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("fn ") else { continue };
+        let name: String = rest.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() {
+            out.entry(name).or_insert(i + 1);
+        }
+    }
+    out
 }
 
 /// Where a script's source comes from.
@@ -112,6 +134,7 @@ pub fn compile(mut engine: Engine, source: Source<'_>) -> Result<Bundle, ScriptE
         sources,
         modules,
         hooks,
+        fn_lines: function_lines(&text),
     })
 }
 

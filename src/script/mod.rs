@@ -177,13 +177,13 @@ pub fn run_hook(bundle: &Bundle, name: &str, ctx: api::Ctx) -> (api::Ctx, Outcom
     };
     let outcome = match res {
         Ok(_) => Outcome::Done,
-        Err(e) => classify(&bundle.path, &e),
+        Err(e) => classify(bundle, name, &e),
     };
     (ctx, outcome)
 }
 
-fn classify(path: &str, e: &EvalAltResult) -> Outcome {
-    let (inner, _) = innermost(e);
+fn classify(bundle: &Bundle, hook: &str, e: &EvalAltResult) -> Outcome {
+    let (inner, pos) = innermost(e);
     if let EvalAltResult::ErrorTerminated(v, _) = inner {
         let marker = api::as_text(v);
         if marker == api::EXIT {
@@ -193,5 +193,14 @@ fn classify(path: &str, e: &EvalAltResult) -> Outcome {
             return Outcome::Drop;
         }
     }
-    Outcome::Error(ScriptError::from_rhai(path, e))
+    if pos.is_none_or(|p| p.is_none()) && inner.is_system_exception() {
+        // A limit was hit: Rhai keeps no position for those, so name the hook.
+        return Outcome::Error(ScriptError::At {
+            file: bundle.path.clone(),
+            line: bundle.fn_line(hook).unwrap_or(0),
+            col: 1,
+            message: format!("in fn {hook}(): {inner}"),
+        });
+    }
+    Outcome::Error(ScriptError::from_rhai(&bundle.path, e))
 }

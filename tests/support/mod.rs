@@ -958,7 +958,7 @@ pub fn logged_messages_at(log: &str, dir: &str) -> Vec<(std::time::SystemTime, S
     let mut out = Vec::new();
     let mut stamp = None;
     let mut chunk = String::new();
-    let mut flush = |stamp: Option<std::time::SystemTime>, chunk: &str, out: &mut Vec<_>| {
+    let flush = |stamp: Option<std::time::SystemTime>, chunk: &str, out: &mut Vec<_>| {
         if let Some(t) = stamp {
             for m in logged_messages(chunk, dir) {
                 out.push((t, m));
