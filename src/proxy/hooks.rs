@@ -43,7 +43,11 @@ impl TxData {
             proto: ctx.proto,
             local: ctx.local,
             listener: ctx.listener,
-            bundle: ctx.bundle.clone(),
+            // Kept only when a route is armed: the bundle then stays alive for the
+            // transaction's life (wt_timer after its end), which a storm of reloads multiplies.
+            bundle: (ctx.on_failure.is_some() || ctx.on_reply.is_some() || ctx.on_branch.is_some())
+                .then(|| ctx.bundle.clone())
+                .flatten(),
         }
     }
 }
