@@ -1,10 +1,10 @@
 //! The transaction layer's callbacks: onreply routes for replies on a branch,
 //! failure_route once every branch failed, stateless forwarding of unmatched replies.
 
-use super::util::uri_dest;
+use super::util::{uri_dest, Resolve};
 use super::Proxy;
 use crate::message::{Edits, SipMsg, Via};
-use crate::script::api::{Avps, Ctx, RouteKind, RrRequest};
+use crate::script::api::{Avps, CoreOps, Ctx, RouteKind, RrRequest};
 use crate::script::Outcome;
 use crate::transaction::{Cell, ReplyVerdict, TmHooks, Winner};
 use crate::transport::Proto;
@@ -43,6 +43,40 @@ impl TxData {
             listener: ctx.listener,
         }
     }
+
+    /// The context of `onreply_route_<x>` for a reply on a branch: the reply as the message,
+    /// the request's source and socket, the transaction's flags, no AVPs (spec §4.7,
+    /// OpenSIPS `onreply_avp_mode=0`).
+    pub(super) fn reply_ctx(&self, reply: &SipMsg, core: Arc<dyn CoreOps>) -> Ctx {
+        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), self.src, self.proto, self.local, core);
+        ctx.listener = self.listener;
+        ctx.flags = self.flags;
+        ctx.reply_code = reply.status().unwrap_or(0);
+        ctx
+    }
+
+    /// The context of `failure_route_<x>`: a clean copy of the received `request` (R-URI as
+    /// received, no `$du`, no branch flags) with the transaction's flags, AVPs, lumps, armed
+    /// branch and reply routes and Record-Route request (spec §4.7).
+    pub(super) fn failure_ctx(&self, request: &SipMsg, winner: &Winner, core: Arc<dyn CoreOps>) -> Ctx {
+        let mut ctx = Ctx::new(RouteKind::Failure, request.clone(), self.src, self.proto, self.local, core);
+        ctx.listener = self.listener;
+        ctx.edits = self.base_edits.clone();
+        ctx.flags = self.flags;
+        ctx.avps = self.avps.clone();
+        ctx.on_branch = self.on_branch.clone();
+        ctx.on_reply = self.on_reply.clone();
+        ctx.rr = self.rr.clone();
+        ctx.reply = winner.reply.clone();
+        ctx.reply_code = winner.code;
+        ctx
+    }
+
+    /// What a failure route changed that the transaction keeps (spec §1.4).
+    pub(super) fn write_back(&mut self, ctx: Ctx) {
+        self.flags = ctx.flags;
+        self.avps = ctx.avps;
+    }
 }
 
 /// Runs `f` on the cell's [`TxData`], if the proxy stored one.
@@ -53,16 +87,11 @@ pub(super) fn with_data<T>(cell: &Cell, f: impl FnOnce(&mut TxData) -> T) -> Opt
 
 impl TmHooks for Proxy {
     fn on_reply(&self, cell: &Arc<Cell>, _branch: usize, reply: &SipMsg) -> ReplyVerdict {
-        let Some((name, src, proto, local, listener, flags)) =
-            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags)))
-                .flatten()
+        let Some((name, mut ctx)) =
+            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, self.core())))).flatten()
         else {
             return ReplyVerdict::default();
         };
-        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), src, proto, local, self.core());
-        ctx.listener = listener;
-        ctx.flags = flags;
-        ctx.reply_code = reply.status().unwrap_or(0);
         ctx.tsx = Some(cell.clone());
         let (ctx, outcome) = self.script.run(&format!("onreply_route_{name}"), ctx);
         if let Outcome::Error(e) = &outcome {
@@ -75,30 +104,17 @@ impl TmHooks for Proxy {
         // The failure route is disarmed before it runs (spec §4.7); it re-arms itself.
         let Some((name, mut ctx)) = with_data(cell, |d| {
             let name = d.on_failure.take()?;
-            let mut ctx = Ctx::new(RouteKind::Failure, cell.request.clone(), d.src, d.proto, d.local, self.core());
-            ctx.listener = d.listener;
-            ctx.edits = d.base_edits.clone();
-            ctx.flags = d.flags;
-            ctx.avps = d.avps.clone();
-            ctx.on_branch = d.on_branch.clone();
-            ctx.on_reply = d.on_reply.clone();
-            ctx.rr = d.rr.clone();
-            Some((name, ctx))
+            Some((name, d.failure_ctx(&cell.request, winner, self.core())))
         })
         .flatten() else {
             return;
         };
-        ctx.reply = winner.reply.clone();
-        ctx.reply_code = winner.code;
         ctx.tsx = Some(cell.clone());
         let (ctx, outcome) = self.script.run(&format!("failure_route_{name}"), ctx);
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "failure_route failed");
         }
-        with_data(cell, |d| {
-            d.flags = ctx.flags;
-            d.avps = ctx.avps;
-        });
+        with_data(cell, |d| d.write_back(ctx));
     }
 
     fn on_stray_reply(&self, reply: SipMsg, _src: SocketAddr, _proto: Proto) {
@@ -124,7 +140,8 @@ impl TmHooks for Proxy {
         } else {
             uri
         };
-        let Ok((proto, addr)) = uri_dest(&self.tp, &uri) else { return };
+        let Ok(hop) = uri_dest(self.tp.sockets(), &uri, Resolve::System) else { return };
+        let (proto, addr) = (hop.proto, hop.addr);
         let mut e = Edits::new();
         if let Some(span) = crate::transaction::top_via_removal(&reply) {
             e.delete(span);
