@@ -73,9 +73,9 @@ impl TxData {
     }
 
     /// What a failure route changed that the transaction keeps (spec §1.4).
-    pub(super) fn write_back(&mut self, ctx: Ctx) {
+    pub(super) fn write_back(&mut self, ctx: &Ctx) {
         self.flags = ctx.flags;
-        self.avps = ctx.avps;
+        self.avps = ctx.avps.clone();
     }
 }
 
@@ -114,7 +114,7 @@ impl TmHooks for Proxy {
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "failure_route failed");
         }
-        with_data(cell, |d| d.write_back(ctx));
+        with_data(cell, |d| d.write_back(&ctx));
     }
 
     fn on_stray_reply(&self, reply: SipMsg, _src: SocketAddr, _proto: Proto) {

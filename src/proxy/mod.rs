@@ -12,6 +12,7 @@
 //! sockets, timers, or the script language.
 
 mod core_ops;
+pub mod dry_run;
 mod hooks;
 mod relay;
 mod util;

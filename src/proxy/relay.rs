@@ -71,6 +71,8 @@ pub(super) struct Outgoing {
     pub n: u32,
     pub ruri: String,
     pub du: Option<String>,
+    /// The URI the destination came from: `$du`, else the outbound proxy, else the R-URI.
+    pub next_hop: String,
     pub hop: Hop,
     pub out: Listener,
     pub bytes: Bytes,
@@ -190,8 +192,8 @@ pub(super) fn relay_branches_with(
     let mut last_err = DestError::NoSocket;
     for (idx, t) in targets.into_iter().enumerate() {
         let Some((ruri, du, branch_edits)) = run_branch_route(env, ctx, idx, t) else { continue };
-        let next_hop = du.clone().or_else(|| outbound.map(outbound_uri));
-        let hop = match uri_dest(env.sockets, next_hop.as_deref().unwrap_or(&ruri), env.resolve) {
+        let next_hop = du.clone().or_else(|| outbound.map(outbound_uri)).unwrap_or_else(|| ruri.clone());
+        let hop = match uri_dest(env.sockets, &next_hop, env.resolve) {
             Ok(h) => h,
             Err(e) => {
                 tracing::info!(uri = %ruri, error = ?e, "branch destination unusable");
@@ -218,7 +220,7 @@ pub(super) fn relay_branches_with(
             },
             env.rr,
         );
-        match send(Outgoing { n, ruri, du, hop, out, bytes }) {
+        match send(Outgoing { n, ruri, du, next_hop, hop, out, bytes }) {
             Ok(()) => sent += 1,
             Err(e) => last_err = e,
         }
@@ -241,8 +243,12 @@ pub(super) fn stateless_request(
     outbound: Option<&str>,
 ) -> Result<Outgoing, DestError> {
     let ruri = ctx.ruri().to_string();
-    let next = dest.map(outbound_uri).or_else(|| ctx.du.clone()).or_else(|| outbound.map(outbound_uri));
-    let hop = uri_dest(env.sockets, next.as_deref().unwrap_or(&ruri), env.resolve)?;
+    let next_hop = dest
+        .map(outbound_uri)
+        .or_else(|| ctx.du.clone())
+        .or_else(|| outbound.map(outbound_uri))
+        .unwrap_or_else(|| ruri.clone());
+    let hop = uri_dest(env.sockets, &next_hop, env.resolve)?;
     let out = out_listener(env.sockets, ctx, &hop).cloned().ok_or(DestError::NoSocket)?;
     let param = format!("z9hG4bKsl{}", stateless_tag(&ctx.msg).trim_start_matches("sl"));
     let stamped = stamp_top_via(&ctx.msg, ctx.src, ctx.force_rport);
@@ -260,7 +266,7 @@ pub(super) fn stateless_request(
         },
         env.rr,
     );
-    Ok(Outgoing { n: 0, ruri, du: ctx.du.clone(), hop, out, bytes })
+    Ok(Outgoing { n: 0, ruri, du: ctx.du.clone(), next_hop, hop, out, bytes })
 }
 
 impl Proxy {
