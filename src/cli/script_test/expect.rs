@@ -127,7 +127,10 @@ fn count(msg: &SipMsg, name: &str, value: Option<&str>) -> usize {
 }
 
 fn check_headers(e: &Expect, step: &Step, request: &SipMsg, out: &mut Vec<String>) {
-    let wants_headers = !(e.headers_added.is_empty() && e.headers_removed.is_empty() && e.header.is_empty());
+    let wants_headers = !(e.headers_added.is_empty()
+        && e.headers_removed.is_empty()
+        && e.headers_absent.is_empty()
+        && e.header.is_empty());
     if !wants_headers && e.message.is_none() {
         return;
     }
@@ -160,6 +163,13 @@ fn check_headers(e: &Expect, step: &Step, request: &SipMsg, out: &mut Vec<String
         let (before, after) = (count(&base, name, value), count(&sent, name, value));
         if after >= before {
             out.push(format!("headers_removed: {spec:?} was not removed ({before} before, {after} after)"));
+        }
+    }
+    for spec in &e.headers_absent {
+        let (name, value) = header_spec(spec);
+        let n = count(&sent, name, value);
+        if n > 0 {
+            out.push(format!("headers_absent: {spec:?} is there ({n} line(s))"));
         }
     }
     for (name, want) in &e.header {

@@ -77,6 +77,8 @@ pub struct Expect {
     #[serde(default)]
     pub headers_removed: Vec<String>,
     #[serde(default)]
+    pub headers_absent: Vec<String>,
+    #[serde(default)]
     pub header: BTreeMap<String, String>,
     pub message: Option<String>,
     pub failure_route: Option<String>,
