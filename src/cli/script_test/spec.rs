@@ -236,41 +236,50 @@ pub fn prepare(case: &Case, dir: &Path, sockets: &Sockets) -> Result<Prepared, C
     Ok(Prepared { request: Request { bytes: Bytes::from(bytes), src, proto, listener }, preset, then })
 }
 
-/// The reason phrase RFC 3261 §21 gives a code (for `[case.then]` without `reason`).
+/// Reason phrases of RFC 3261 §21 (and RFC 3265/3262 codes scripts meet).
+const REASONS: &[(u16, &str)] = &[
+    (180, "Ringing"),
+    (181, "Call Is Being Forwarded"),
+    (182, "Queued"),
+    (183, "Session Progress"),
+    (200, "OK"),
+    (202, "Accepted"),
+    (301, "Moved Permanently"),
+    (302, "Moved Temporarily"),
+    (400, "Bad Request"),
+    (401, "Unauthorized"),
+    (403, "Forbidden"),
+    (404, "Not Found"),
+    (405, "Method Not Allowed"),
+    (407, "Proxy Authentication Required"),
+    (408, "Request Timeout"),
+    (480, "Temporarily Unavailable"),
+    (481, "Call/Transaction Does Not Exist"),
+    (484, "Address Incomplete"),
+    (486, "Busy Here"),
+    (487, "Request Terminated"),
+    (488, "Not Acceptable Here"),
+    (500, "Server Internal Error"),
+    (502, "Bad Gateway"),
+    (503, "Service Unavailable"),
+    (504, "Server Time-out"),
+    (600, "Busy Everywhere"),
+    (603, "Decline"),
+    (604, "Does Not Exist Anywhere"),
+    (606, "Not Acceptable"),
+];
+
+/// The reason phrase for `[case.then]` without `reason`: RFC 3261's, else its class's.
 pub fn default_reason(code: u16) -> &'static str {
-    match code {
-        180 => "Ringing",
-        181 => "Call Is Being Forwarded",
-        183 => "Session Progress",
-        200 => "OK",
-        202 => "Accepted",
-        301 => "Moved Permanently",
-        302 => "Moved Temporarily",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        604 => "Does Not Exist Anywhere",
-        606 => "Not Acceptable",
-        100..=199 => "Session Progress",
-        200..=299 => "OK",
-        300..=399 => "Redirect",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
+    if let Some((_, r)) = REASONS.iter().find(|(c, _)| *c == code) {
+        return r;
+    }
+    match code / 100 {
+        1 => "Session Progress",
+        2 => "OK",
+        3 => "Redirect",
+        4 => "Client Error",
+        5 => "Server Error",
         _ => "Global Failure",
     }
 }

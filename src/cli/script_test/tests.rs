@@ -22,6 +22,11 @@ impl Files {
         Files { dir }
     }
 
+    fn with_file(self, name: &str, content: &str) -> Files {
+        std::fs::write(self.dir.join(name), content).expect("write file");
+        self
+    }
+
     fn test_file(&self) -> PathBuf {
         self.dir.join("route.test.toml")
     }
@@ -350,4 +355,71 @@ fn a_file_that_is_not_there_or_has_no_case_fails() {
     let (summary, out) = f.run();
     assert_eq!(summary.failed, 1, "{out}");
     assert!(out.contains("route.test.toml:1:1: no [[case]] in this file"), "{out}");
+}
+
+#[test]
+fn the_config_gives_sockets_advertised_address_aliases_and_module_parameters() {
+    let script = r#"
+fn route() {
+    if is_myself("sip:proxy.example.com") && is_myself("sip:203.0.113.10") { xlog("L_INFO", "me"); }
+    record_route();
+    t_relay();
+}
+"#;
+    let config = "[core]\nlisten = [\"udp:10.0.0.1:5070\"]\nadvertise = \"203.0.113.10\"\n\
+                  alias = [\"proxy.example.com\"]\n\n[rr]\nappend_fromtag = false\n";
+    let tests = case(
+        "advertised",
+        "log = [\"me\"]\nheaders_added = [\"Record-Route: <sip:203.0.113.10:5070;lr>\", \
+         \"Via: SIP/2.0/UDP 203.0.113.10:5070;branch=\"]\ndest = \"udp:10.0.0.20:5080\"",
+    )
+    .replace("script = \"route.rhai\"", "script = \"route.rhai\"\nconfig = \"siprox.toml\"");
+    let f = Files::new(script, &tests).with_file("siprox.toml", config);
+    let (summary, out) = f.run();
+    assert_eq!(summary, Summary { passed: 1, failed: 0 }, "{out}");
+    // A socket that is not in [core] listen is refused, naming those that are.
+    let f = Files::new(script, &tests.replace("[case.expect]", "socket = \"udp:127.0.0.1:5060\"\n[case.expect]"))
+        .with_file("siprox.toml", config);
+    let (_, out) = f.run();
+    assert!(out.contains("socket \"udp:127.0.0.1:5060\" is not in [core] listen (udp:10.0.0.1:5070)"), "{out}");
+    // A config that does not load is reported at the `config` key.
+    let f = Files::new(script, &tests).with_file("siprox.toml", "[core]\nlisten = [\"sctp:1.2.3.4:5\"]\n");
+    let (summary, out) = f.run();
+    assert_eq!(summary.failed, 1, "{out}");
+    assert!(out.contains("route.test.toml:2:10: config: listen"), "{out}");
+}
+
+#[test]
+fn a_bad_key_in_a_state_table_is_named() {
+    let tests = case("x", "reply = 404").replace("[case.expect]", "[case.state.tm]\nlast = 1\n[case.expect]");
+    let f = Files::new(REPLY_404, &tests);
+    let (summary, out) = f.run();
+    assert_eq!(summary.failed, 1, "{out}");
+    assert!(out.contains("[case.state.tm]: `tm`: unknown field `last`, expected `last_reply`"), "{out}");
+}
+
+#[test]
+fn parallel_branches_run_the_branch_route_each() {
+    let script = r#"
+fn route() {
+    append_branch("sip:carol@10.0.0.22");
+    append_branch("sip:dave@10.0.0.23");
+    t_on_branch("mark");
+    t_relay();
+}
+fn branch_route_mark() {
+    if $T_branch_idx == 2 { drop(); }
+    append_hf("X-Branch: $T_branch_idx\r\n");
+}
+"#;
+    let expect = "branches = [\"sip:bob@10.0.0.20:5080\", \"sip:carol@10.0.0.22\"]\nbranch_route = \"mark\"\n\
+                  headers_added = [\"X-Branch: 0\"]\ndropped = false";
+    let f = Files::new(script, &case("fork", expect));
+    let (summary, out) = f.run();
+    assert_eq!(summary, Summary { passed: 1, failed: 0 }, "{out}");
+    let f = Files::new(script, &case("fork", "branches = [\"sip:bob@10.0.0.20:5080\"]"));
+    let (summary, out) = f.run();
+    assert_eq!(summary.failed, 1, "{out}");
+    assert!(out.contains("relay #1 (t_relay) sip:carol@10.0.0.22 -> udp:10.0.0.22:5060"), "{out}");
+    assert!(out.contains("  | X-Branch: 1"), "{out}");
 }
