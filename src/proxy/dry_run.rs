@@ -17,7 +17,7 @@
 
 use super::core_ops::{core_ops_by_backend, Backend, TxView};
 use super::hooks::TxData;
-use super::relay::{relay_branches_with, stateless_request, Outgoing, RelayEnv};
+use super::relay::{relay_branches_with, stateless_request, BranchRouteEnv, Outgoing, RelayEnv};
 use super::util::{stamp_top_via, stateless_reply, stateless_tag, DestError, Resolve};
 use crate::config::{Config, RrConfig};
 use crate::message::{build_reply, Edits, HeaderName, Method, ParseError, ReplyOpts, SipMsg, Span};
@@ -597,8 +597,10 @@ impl DryCore {
             sockets: &self.sockets,
             rr: &self.rr,
             resolve: Resolve::Never,
-            core: self.core(),
-            bundle: ctx.on_branch.is_some().then(|| self.bundle.clone()),
+            branch_route: ctx
+                .on_branch
+                .is_some()
+                .then(|| BranchRouteEnv { bundle: self.bundle.clone(), core: self.core() }),
         }
     }
 

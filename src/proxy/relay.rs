@@ -60,9 +60,14 @@ pub(super) struct RelayEnv<'a> {
     pub sockets: &'a Sockets,
     pub rr: &'a RrConfig,
     pub resolve: Resolve,
+    /// Only when a branch_route is armed (taken once for all branches).
+    pub branch_route: Option<BranchRouteEnv>,
+}
+
+/// The script and the core a branch_route runs with.
+pub(super) struct BranchRouteEnv {
+    pub bundle: Arc<Bundle>,
     pub core: Arc<dyn CoreOps>,
-    /// The script, when a branch_route is armed (taken once for all branches).
-    pub bundle: Option<Arc<Bundle>>,
 }
 
 /// One request ready for downstream.
@@ -147,10 +152,10 @@ fn out_listener<'a>(sockets: &'a Sockets, ctx: &Ctx, hop: &Hop) -> Option<&'a Li
 
 /// A branch's R-URI, `$du` and edits after its branch_route; `None` when the route dropped it.
 fn run_branch_route(env: &RelayEnv<'_>, ctx: &Ctx, idx: usize, t: Target) -> Option<(String, Option<String>, Edits)> {
-    let (Some(name), Some(bundle)) = (ctx.on_branch.as_deref(), env.bundle.as_ref()) else {
+    let (Some(name), Some(br)) = (ctx.on_branch.as_deref(), env.branch_route.as_ref()) else {
         return Some((t.ruri, t.du, Edits::new()));
     };
-    let mut b = Ctx::new(RouteKind::Branch, ctx.msg.clone(), ctx.src, ctx.proto, ctx.local, env.core.clone());
+    let mut b = Ctx::new(RouteKind::Branch, ctx.msg.clone(), ctx.src, ctx.proto, ctx.local, br.core.clone());
     b.listener = ctx.listener;
     b.new_ruri = Some(t.ruri);
     b.du = t.du;
@@ -160,7 +165,7 @@ fn run_branch_route(env: &RelayEnv<'_>, ctx: &Ctx, idx: usize, t: Target) -> Opt
     b.tsx = ctx.tsx.clone();
     b.branch_idx = idx as i64;
     b.send_socket = ctx.send_socket.clone();
-    let (b, outcome) = crate::script::run_hook(bundle, &format!("branch_route_{name}"), b);
+    let (b, outcome) = crate::script::run_hook(&br.bundle, &format!("branch_route_{name}"), b);
     match outcome {
         Outcome::Drop => return None,
         Outcome::Error(e) => tracing::error!(error = %e, "branch_route failed"),
@@ -275,9 +280,10 @@ impl Proxy {
             sockets: self.tp.sockets(),
             rr: &self.rr,
             resolve: Resolve::System,
-            core: self.core(),
-            // Only a branch route needs the script here.
-            bundle: ctx.on_branch.is_some().then(|| self.script.bundle()),
+            branch_route: ctx
+                .on_branch
+                .is_some()
+                .then(|| BranchRouteEnv { bundle: self.script.bundle(), core: self.core() }),
         }
     }
 
