@@ -1,4 +1,6 @@
-//! Command line: `siprox run`, `siprox check`.
+//! Command line: `siprox run`, `siprox check`, `siprox test`.
+
+pub mod script_test;
 
 use crate::app;
 use crate::config::Config;
@@ -35,6 +37,12 @@ pub enum Command {
     Check {
         /// A `.rhai` script or a `.toml` config.
         file: PathBuf,
+    },
+    /// Run a route script's test cases (TOML test files) without network.
+    Test {
+        /// Test files (`*.test.toml`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -122,6 +130,14 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(1)
+            }
+        },
+        Command::Test { files } => match script_test::run(&files, &mut std::io::stdout().lock()) {
+            Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("siprox test: {e}");
+                ExitCode::from(2)
             }
         },
     }

@@ -1,10 +1,10 @@
 //! The transaction layer's callbacks: onreply routes for replies on a branch,
 //! failure_route once every branch failed, stateless forwarding of unmatched replies.
 
-use super::util::uri_dest;
+use super::util::{uri_dest, Resolve};
 use super::Proxy;
 use crate::message::{Edits, SipMsg, Via};
-use crate::script::api::{Avps, Ctx, RouteKind, RrRequest};
+use crate::script::api::{Avps, CoreOps, Ctx, RouteKind, RrRequest};
 use crate::script::{Bundle, Outcome};
 use crate::transaction::{Cell, ReplyVerdict, TmHooks, Winner};
 use crate::transport::Proto;
@@ -50,6 +50,42 @@ impl TxData {
                 .flatten(),
         }
     }
+
+    /// The context of `onreply_route_<x>` for a reply on a branch: the reply as the message,
+    /// the request's source and socket, the transaction's flags, no AVPs (spec §4.7,
+    /// OpenSIPS `onreply_avp_mode=0`).
+    pub(super) fn reply_ctx(&self, reply: &SipMsg, core: Arc<dyn CoreOps>) -> Ctx {
+        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), self.src, self.proto, self.local, core);
+        ctx.listener = self.listener;
+        ctx.flags = self.flags;
+        ctx.reply_code = reply.status().unwrap_or(0);
+        ctx.bundle = self.bundle.clone();
+        ctx
+    }
+
+    /// The context of `failure_route_<x>`: a clean copy of the received `request` (R-URI as
+    /// received, no `$du`, no branch flags) with the transaction's flags, AVPs, lumps, armed
+    /// branch and reply routes and Record-Route request (spec §4.7).
+    pub(super) fn failure_ctx(&self, request: &SipMsg, winner: &Winner, core: Arc<dyn CoreOps>) -> Ctx {
+        let mut ctx = Ctx::new(RouteKind::Failure, request.clone(), self.src, self.proto, self.local, core);
+        ctx.listener = self.listener;
+        ctx.edits = self.base_edits.clone();
+        ctx.flags = self.flags;
+        ctx.avps = self.avps.clone();
+        ctx.on_branch = self.on_branch.clone();
+        ctx.on_reply = self.on_reply.clone();
+        ctx.rr = self.rr.clone();
+        ctx.reply = winner.reply.clone();
+        ctx.reply_code = winner.code;
+        ctx.bundle = self.bundle.clone();
+        ctx
+    }
+
+    /// What a failure route changed that the transaction keeps (spec §1.4).
+    pub(super) fn write_back(&mut self, ctx: &Ctx) {
+        self.flags = ctx.flags;
+        self.avps = ctx.avps.clone();
+    }
 }
 
 /// Runs `f` on the cell's [`TxData`], if the proxy stored one.
@@ -59,14 +95,11 @@ pub(super) fn with_data<T>(cell: &Cell, f: impl FnOnce(&mut TxData) -> T) -> Opt
 }
 
 impl Proxy {
-    /// Runs a route a transaction armed, on the script version that armed it (the current
-    /// one when the transaction kept none).
-    fn run_pinned(&self, bundle: Option<Arc<Bundle>>, hook: &str, mut ctx: Ctx) -> (Ctx, Outcome) {
-        match bundle {
-            Some(b) => {
-                ctx.bundle = Some(b.clone());
-                self.script.run_on(&b, hook, ctx)
-            }
+    /// Runs a route a transaction armed, on the script version that armed it (the context
+    /// carries it; the current one when the transaction kept none).
+    fn run_pinned(&self, hook: &str, ctx: Ctx) -> (Ctx, Outcome) {
+        match ctx.bundle.clone() {
+            Some(b) => self.script.run_on(&b, hook, ctx),
             None => self.script.run(hook, ctx),
         }
     }
@@ -74,18 +107,13 @@ impl Proxy {
 
 impl TmHooks for Proxy {
     fn on_reply(&self, cell: &Arc<Cell>, _branch: usize, reply: &SipMsg) -> ReplyVerdict {
-        let Some((name, src, proto, local, listener, flags, bundle)) = with_data(cell, |d| {
-            d.on_reply.clone().map(|n| (n, d.src, d.proto, d.local, d.listener, d.flags, d.bundle.clone()))
-        })
-        .flatten() else {
+        let Some((name, mut ctx)) =
+            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, self.core())))).flatten()
+        else {
             return ReplyVerdict::default();
         };
-        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), src, proto, local, self.core());
-        ctx.listener = listener;
-        ctx.flags = flags;
-        ctx.reply_code = reply.status().unwrap_or(0);
         ctx.tsx = Some(cell.clone());
-        let (ctx, outcome) = self.run_pinned(bundle, &format!("onreply_route_{name}"), ctx);
+        let (ctx, outcome) = self.run_pinned(&format!("onreply_route_{name}"), ctx);
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "onreply_route failed");
         }
@@ -94,32 +122,19 @@ impl TmHooks for Proxy {
 
     fn on_failure(&self, cell: &Arc<Cell>, winner: &Winner) {
         // The failure route is disarmed before it runs (spec §4.7); it re-arms itself.
-        let Some((name, bundle, mut ctx)) = with_data(cell, |d| {
+        let Some((name, mut ctx)) = with_data(cell, |d| {
             let name = d.on_failure.take()?;
-            let mut ctx = Ctx::new(RouteKind::Failure, cell.request.clone(), d.src, d.proto, d.local, self.core());
-            ctx.listener = d.listener;
-            ctx.edits = d.base_edits.clone();
-            ctx.flags = d.flags;
-            ctx.avps = d.avps.clone();
-            ctx.on_branch = d.on_branch.clone();
-            ctx.on_reply = d.on_reply.clone();
-            ctx.rr = d.rr.clone();
-            Some((name, d.bundle.clone(), ctx))
+            Some((name, d.failure_ctx(&cell.request, winner, self.core())))
         })
         .flatten() else {
             return;
         };
-        ctx.reply = winner.reply.clone();
-        ctx.reply_code = winner.code;
         ctx.tsx = Some(cell.clone());
-        let (ctx, outcome) = self.run_pinned(bundle, &format!("failure_route_{name}"), ctx);
+        let (ctx, outcome) = self.run_pinned(&format!("failure_route_{name}"), ctx);
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "failure_route failed");
         }
-        with_data(cell, |d| {
-            d.flags = ctx.flags;
-            d.avps = ctx.avps;
-        });
+        with_data(cell, |d| d.write_back(&ctx));
     }
 
     fn on_stray_reply(&self, reply: SipMsg, _src: SocketAddr, _proto: Proto) {
@@ -145,7 +160,8 @@ impl TmHooks for Proxy {
         } else {
             uri
         };
-        let Ok((proto, addr)) = uri_dest(&self.tp, &uri) else { return };
+        let Ok(hop) = uri_dest(self.tp.sockets(), &uri, Resolve::System) else { return };
+        let (proto, addr) = (hop.proto, hop.addr);
         let mut e = Edits::new();
         if let Some(span) = crate::transaction::top_via_removal(&reply) {
             e.delete(span);

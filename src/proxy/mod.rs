@@ -12,12 +12,13 @@
 //! sockets, timers, or the script language.
 
 mod core_ops;
+pub mod dry_run;
 mod hooks;
 mod relay;
 mod util;
 
 use crate::config::{Config, RrConfig};
-use crate::message::{build_reply, ReplyOpts, SipMsg};
+use crate::message::SipMsg;
 use crate::script::api::{CoreOps, Ctx, RouteKind};
 use crate::script::{Outcome, ScriptHost};
 use crate::transaction::Tm;
@@ -208,10 +209,7 @@ impl Proxy {
     /// As [`Proxy::reply_stateless`], with extra header lines (`append_to_reply`).
     fn reply_stateless_with(&self, req: &SipMsg, from: Origin, code: u16, reason: &str, extra_headers: &str) {
         let Origin { src, proto, listener, force_rport } = from;
-        let top_via = stamp_top_via(req, src, force_rport);
-        let tag = util::stateless_tag(req);
-        let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), extra_headers, ..Default::default() };
-        let bytes = Bytes::from(build_reply(req, code, reason, &opts));
+        let bytes = util::stateless_reply(req, src, force_rport, code, reason, extra_headers);
         let dest = reply_dest(req, src, proto, listener, force_rport);
         if let Err(e) = self.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
             tracing::warn!(error = %e, "stateless reply not sent");

@@ -1,9 +1,9 @@
 //! Small pieces of RFC 3261 §18 the pipeline needs: where replies go, what the top Via says
 //! about the sender, where a URI points, and a stable To-tag for stateless replies.
 
-use crate::message::{HeaderName, SipMsg, Uri};
+use crate::message::{build_reply, HeaderName, ReplyOpts, SipMsg, Uri};
 use crate::transaction::Dest;
-use crate::transport::{Proto, Transport};
+use crate::transport::{Proto, Sockets};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -113,9 +113,42 @@ impl DestError {
     }
 }
 
-/// Where a URI sends a request: `transport` param, host, port (5060 by default). Names are
-/// resolved with the system resolver (A/AAAA); RFC 3263 NAPTR/SRV is not done yet.
-pub fn uri_dest(tp: &Transport, uri: &str) -> Result<(Proto, SocketAddr), DestError> {
+/// How a host name in a next-hop URI becomes an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// The system resolver (A/AAAA), as the proxy does before sending.
+    System,
+    /// No lookup: a dry run (`siprox test`) has no network. A name keeps its text in
+    /// [`Hop::host`] and counts as IPv4 when the outgoing socket is chosen.
+    Never,
+}
+
+/// Where a request goes next: transport, the address it is sent to, and the host as the
+/// URI wrote it (what a dry run reports when the name was not resolved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Hop {
+    /// `proto:host:port`, IPv6 in brackets (the `force_send_socket` spelling).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        if host.contains(':') {
+            write!(f, "{}:[{host}]:{}", self.proto.as_str(), self.port)
+        } else {
+            write!(f, "{}:{host}:{}", self.proto.as_str(), self.port)
+        }
+    }
+}
+
+/// Where a URI sends a request: `transport` param, host (or `maddr`), port (5060 by
+/// default). With [`Resolve::System`], names are resolved with the system resolver (A/AAAA);
+/// RFC 3263 NAPTR/SRV is not done yet.
+pub fn uri_dest(sockets: &Sockets, uri: &str, resolve: Resolve) -> Result<Hop, DestError> {
     let u = Uri::parse(uri).ok_or(DestError::BadUri)?;
     if !u.is_sip() {
         return Err(DestError::BadUri);
@@ -124,26 +157,47 @@ pub fn uri_dest(tp: &Transport, uri: &str) -> Result<(Proto, SocketAddr), DestEr
     let host = u.param("maddr").flatten().unwrap_or(u.host());
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let port = u.port().unwrap_or(5060);
-    let addr = match bare.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => (bare, port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(DestError::Unresolvable)?,
+    let addr = match (bare.parse::<IpAddr>(), resolve) {
+        (Ok(ip), _) => SocketAddr::new(ip, port),
+        (Err(_), Resolve::System) => {
+            (bare, port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(DestError::Unresolvable)?
+        }
+        (Err(_), Resolve::Never) => SocketAddr::from(([0, 0, 0, 0], port)),
     };
-    if tp.pick_listener(proto, &addr, None).is_none() {
+    if sockets.pick_listener(proto, &addr, None).is_none() {
         return Err(DestError::NoSocket);
     }
-    Ok((proto, addr))
+    Ok(Hop { proto, addr, host: bare.to_string(), port })
 }
 
 /// `proto:ip:port` (or `proto:[v6]:port`) of one of our sockets → its listener index.
-pub fn socket_listener(tp: &Transport, spec: &str) -> Option<usize> {
+pub fn socket_listener(sockets: &Sockets, spec: &str) -> Option<usize> {
     let (proto, rest) = spec.split_once(':')?;
     let proto = Proto::parse(proto)?;
     let addr: SocketAddr = rest.parse().ok()?;
-    tp.listeners()
+    sockets
+        .listeners()
         .iter()
         .find(|l| {
             l.proto == proto
                 && (l.addr == addr || (l.advertised_host == addr.ip().to_string() && l.advertised_port == addr.port()))
         })
         .map(|l| l.id)
+}
+
+/// A stateless reply to `req` (sl_send_reply, the 400 of a bad request, 503 when shedding):
+/// the top Via stamped with received/rport, a To-tag stable across retransmissions, and
+/// the script's `append_to_reply` lines.
+pub fn stateless_reply(
+    req: &SipMsg,
+    src: SocketAddr,
+    force_rport: bool,
+    code: u16,
+    reason: &str,
+    extra_headers: &str,
+) -> Bytes {
+    let top_via = stamp_top_via(req, src, force_rport);
+    let tag = stateless_tag(req);
+    let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), extra_headers, ..Default::default() };
+    Bytes::from(build_reply(req, code, reason, &opts))
 }

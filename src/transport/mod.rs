@@ -96,11 +96,19 @@ pub trait Handler: Send + Sync + 'static {
     fn on_message(&self, msg: Inbound);
 }
 
-pub struct Transport {
+/// The configured sockets as the SIP layer sees them: how each presents itself, which one a
+/// message to some address leaves on, and which names mean "this proxy". Plain data: a dry
+/// run (`siprox test`) builds one from the config without binding anything.
+#[derive(Clone, Debug)]
+pub struct Sockets {
     listeners: Vec<Listener>,
+    aliases: Vec<String>,
+}
+
+pub struct Transport {
+    sockets: Sockets,
     udp: Vec<Option<Arc<std::net::UdpSocket>>>,
     tcp: tcp::Connections,
-    aliases: Vec<String>,
     handler: std::sync::OnceLock<Arc<dyn Handler>>,
     me: std::sync::Weak<Transport>,
 }
@@ -147,12 +155,7 @@ impl Transport {
         let mut bound = Bound { udp: Vec::new(), tcp: Vec::new() };
         let advertise = cfg.core.advertise.as_deref().map(split_advertise);
         for (id, l) in cfg.core.listen.iter().enumerate() {
-            let (proto, addr) = parse_listen(l).map_err(|e| TpError::Config(e.to_string()))?;
-            let proto = Proto::parse(&proto).ok_or_else(|| TpError::Config(format!("bad protocol in {l}")))?;
-            let (host, port) = match &advertise {
-                Some((h, p)) => (h.clone(), p.unwrap_or(addr.port())),
-                None => (addr.ip().to_string(), addr.port()),
-            };
+            let (proto, addr) = parse_listen_entry(l)?;
             let bind_err = |source| TpError::Bind { addr: l.clone(), source };
             // Port 0 asks the kernel; every later use needs the real one.
             let real = match proto {
@@ -171,25 +174,12 @@ impl Transport {
                     real
                 }
             };
-            let port = if advertise.as_ref().and_then(|a| a.1).is_some() { port } else { real.port() };
-            listeners.push(Listener {
-                id,
-                proto,
-                addr: real,
-                advertised: format_hostport(&host, port),
-                advertised_host: host,
-                advertised_port: port,
-            });
-        }
-        let mut aliases = cfg.core.alias.clone();
-        if let Some((h, _)) = &advertise {
-            aliases.push(h.clone());
+            listeners.push(Listener::new(id, proto, real, advertise.as_ref()));
         }
         let tp = Arc::new_cyclic(|me| Transport {
-            listeners,
+            sockets: Sockets { listeners, aliases: aliases_of(cfg, advertise.as_ref()) },
             udp: udp_send,
             tcp: tcp::Connections::default(),
-            aliases,
             handler: std::sync::OnceLock::new(),
             me: me.clone(),
         });
@@ -216,26 +206,20 @@ impl Transport {
         Arc::new(tcp::TransportShared { tp: self.me.clone() })
     }
 
+    /// The socket table (listeners, advertised addresses, aliases).
+    pub fn sockets(&self) -> &Sockets {
+        &self.sockets
+    }
     pub fn listeners(&self) -> &[Listener] {
-        &self.listeners
+        self.sockets.listeners()
     }
     pub fn listener(&self, id: usize) -> Option<&Listener> {
-        self.listeners.get(id)
+        self.sockets.listener(id)
     }
 
-    /// The socket to send from towards `dst` over `proto`: the given one when it fits,
-    /// else the first listener of that protocol and address family.
+    /// See [`Sockets::pick_listener`].
     pub fn pick_listener(&self, proto: Proto, dst: &SocketAddr, preferred: Option<usize>) -> Option<usize> {
-        if let Some(p) = preferred.and_then(|p| self.listeners.get(p)) {
-            if p.proto == proto && p.addr.is_ipv4() == dst.is_ipv4() {
-                return Some(p.id);
-            }
-        }
-        self.listeners
-            .iter()
-            .find(|l| l.proto == proto && l.addr.is_ipv4() == dst.is_ipv4())
-            .map(|l| l.id)
-            .or_else(|| self.listeners.iter().find(|l| l.proto == proto).map(|l| l.id))
+        self.sockets.pick_listener(proto, dst, preferred)
     }
 
     /// Sends one message. Never waits.
@@ -258,6 +242,86 @@ impl Transport {
                 self.tcp.send(self, id, dst, data)
             }
         }
+    }
+
+    /// See [`Sockets::is_myself`].
+    pub fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
+        self.sockets.is_myself(host, port)
+    }
+}
+
+/// `proto:ip:port` of a `[core] listen` entry.
+fn parse_listen_entry(l: &str) -> Result<(Proto, SocketAddr), TpError> {
+    let (proto, addr) = parse_listen(l).map_err(|e| TpError::Config(e.to_string()))?;
+    let proto = Proto::parse(&proto).ok_or_else(|| TpError::Config(format!("bad protocol in {l}")))?;
+    Ok((proto, addr))
+}
+
+/// `[core] alias`, plus the advertised host: both mean "this proxy".
+fn aliases_of(cfg: &Config, advertise: Option<&(String, Option<u16>)>) -> Vec<String> {
+    let mut aliases = cfg.core.alias.clone();
+    if let Some((h, _)) = advertise {
+        aliases.push(h.clone());
+    }
+    aliases
+}
+
+impl Listener {
+    /// A socket bound (or to be bound) at `addr`, presented as the advertised address when
+    /// one is configured: its host, and its port or else the socket's.
+    fn new(id: usize, proto: Proto, addr: SocketAddr, advertise: Option<&(String, Option<u16>)>) -> Listener {
+        let (host, port) = match advertise {
+            Some((h, p)) => (h.clone(), p.unwrap_or(addr.port())),
+            None => (addr.ip().to_string(), addr.port()),
+        };
+        Listener {
+            id,
+            proto,
+            addr,
+            advertised: format_hostport(&host, port),
+            advertised_host: host,
+            advertised_port: port,
+        }
+    }
+}
+
+impl Sockets {
+    /// The table `[core] listen` / `advertise` / `alias` describe, with the addresses as
+    /// written and nothing bound (a port 0 stays 0). For dry runs; the proxy gets its table
+    /// from [`Transport::bind`], with the ports the kernel chose.
+    ///
+    /// # Errors
+    /// A bad listen entry.
+    pub fn from_config(cfg: &Config) -> Result<Sockets, TpError> {
+        let advertise = cfg.core.advertise.as_deref().map(split_advertise);
+        let mut listeners = Vec::with_capacity(cfg.core.listen.len());
+        for (id, l) in cfg.core.listen.iter().enumerate() {
+            let (proto, addr) = parse_listen_entry(l)?;
+            listeners.push(Listener::new(id, proto, addr, advertise.as_ref()));
+        }
+        Ok(Sockets { listeners, aliases: aliases_of(cfg, advertise.as_ref()) })
+    }
+
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+    pub fn listener(&self, id: usize) -> Option<&Listener> {
+        self.listeners.get(id)
+    }
+
+    /// The socket to send from towards `dst` over `proto`: the given one when it fits,
+    /// else the first listener of that protocol and address family.
+    pub fn pick_listener(&self, proto: Proto, dst: &SocketAddr, preferred: Option<usize>) -> Option<usize> {
+        if let Some(p) = preferred.and_then(|p| self.listeners.get(p)) {
+            if p.proto == proto && p.addr.is_ipv4() == dst.is_ipv4() {
+                return Some(p.id);
+            }
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.proto == proto && l.addr.is_ipv4() == dst.is_ipv4())
+            .map(|l| l.id)
+            .or_else(|| self.listeners.iter().find(|l| l.proto == proto).map(|l| l.id))
     }
 
     /// Whether `host[:port]` names this proxy: a listening address, the advertised
@@ -284,7 +348,28 @@ impl Transport {
 
 #[cfg(test)]
 mod tests {
-    use super::{format_hostport, split_advertise};
+    use super::{format_hostport, split_advertise, Proto, Sockets};
+    use crate::config::Config;
+
+    #[test]
+    fn socket_table_from_config_without_binding() {
+        let mut cfg = Config::default();
+        cfg.core.listen = vec!["udp:127.0.0.1:5060".into(), "tcp:10.0.0.1:5070".into()];
+        cfg.core.advertise = Some("203.0.113.10".into());
+        cfg.core.alias = vec!["sip.example.com".into()];
+        let s = Sockets::from_config(&cfg).expect("valid listen entries");
+        assert_eq!(s.listeners().len(), 2);
+        assert_eq!(s.listeners()[1].proto, Proto::Tcp);
+        assert_eq!(s.listeners()[1].advertised, "203.0.113.10:5070");
+        assert!(s.is_myself("203.0.113.10", Some(5060)));
+        assert!(s.is_myself("127.0.0.1", None));
+        assert!(s.is_myself("sip.example.com", Some(5999)));
+        assert!(!s.is_myself("127.0.0.2", None));
+        let dst = "192.0.2.1:5060".parse().expect("addr");
+        assert_eq!(s.pick_listener(Proto::Tcp, &dst, Some(0)), Some(1));
+        cfg.core.listen = vec!["sctp:127.0.0.1:5060".into()];
+        assert!(Sockets::from_config(&cfg).is_err());
+    }
 
     #[test]
     fn advertise_forms() {

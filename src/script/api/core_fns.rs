@@ -67,6 +67,7 @@ pub fn expand(fmt: &str) -> String {
 fn xlog_at(level: &str, fmt: &str) {
     let text = expand(fmt);
     let text = text.trim_end_matches('\n');
+    super::capture::record(level, text);
     match level.trim_start_matches("L_") {
         "ALERT" | "CRIT" | "ERR" => tracing::error!(target: "script", "{text}"),
         "WARN" => tracing::warn!(target: "script", "{text}"),

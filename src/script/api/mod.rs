@@ -5,6 +5,7 @@
 //! sits in a thread-local stack: a hook pushes it, script functions borrow the top, and a
 //! nested hook (a branch_route run from inside `t_relay`) pushes its own above it.
 
+pub mod capture;
 pub mod core_fns;
 mod ctx;
 pub mod pv;
