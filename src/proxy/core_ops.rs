@@ -45,6 +45,14 @@ impl Proxy {
         }
     }
 
+    /// Counts a stateless forward that went out (`core:fwd_requests`); passes the code on.
+    fn count_forward(&self, code: i64) -> i64 {
+        if code == 1 {
+            self.stats.fwd_requests.inc();
+        }
+        code
+    }
+
     /// The script's current choices become the transaction's (flags, AVPs, armed routes,
     /// lumps), as t_relay freezes them in OpenSIPS.
     fn freeze_into(&self, ctx: &Ctx, cell: &Cell) {
@@ -109,7 +117,8 @@ impl CoreOps for Proxy {
                 return 1;
             }
             // A 2xx ACK belongs to no transaction: forwarded statelessly (§16.7 / §13.2.2.4).
-            return self.forward_stateless(ctx, None, outbound);
+            let code = self.forward_stateless(ctx, None, outbound);
+            return self.count_forward(code);
         }
         if method == Method::Cancel {
             if let Some(invite) = self.tm.lookup_invite_for_cancel(&ctx.msg) {
@@ -209,7 +218,8 @@ impl CoreOps for Proxy {
     }
 
     fn forward(&self, ctx: &mut Ctx, dest: Option<&str>) -> i64 {
-        self.forward_stateless(ctx, dest, None)
+        let code = self.forward_stateless(ctx, dest, None);
+        self.count_forward(code)
     }
 
     fn is_myself(&self, host: &str, port: Option<u16>) -> bool {

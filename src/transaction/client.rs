@@ -47,6 +47,7 @@ impl Tm {
         self.tp
             .send(out.dest.proto, out.dest.listener, out.dest.addr, out.bytes.clone())
             .map_err(|e| TmError::Send(e.to_string()))?;
+        self.stats.relayed_requests.inc();
         let now = Instant::now();
         let t = &self.timers;
         let unreliable = out.dest.proto == Proto::Udp;
@@ -145,6 +146,7 @@ impl Tm {
             hooks.on_stray_reply(reply, src, proto);
             return;
         };
+        self.stats.received_replies.inc();
         let code = reply.status().unwrap_or(500);
         if reply.cseq().map(|c| c.method) == Some(Method::Cancel) {
             // The answer to our CANCEL ends its retransmissions; it goes nowhere else.
