@@ -28,8 +28,21 @@ pub const METHOD_SLOTS: usize = 15;
 
 /// The name of each slot of a per-method table, in [`Method::index`] order.
 pub const METHOD_SLOT_NAMES: [&str; METHOD_SLOTS] = [
-    "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER",
-    "MESSAGE", "PUBLISH", "OTHER",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+    "OTHER",
 ];
 
 impl Method {
