@@ -1,4 +1,6 @@
-//! Command line: `siprox run`, `siprox check`.
+//! Command line: `siprox run`, `siprox check`, `siprox ctl`.
+
+pub mod ctl;
 
 use crate::app;
 use crate::config::Config;
@@ -36,6 +38,8 @@ pub enum Command {
         /// A `.rhai` script or a `.toml` config.
         file: PathBuf,
     },
+    /// Run a management command on a running proxy (JSON-RPC to POST /mi).
+    Ctl(ctl::CtlArgs),
 }
 
 fn init_logs(format: LogFormat, level: &str) {
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ctl(args) => ctl::main(args),
         Command::Check { file } => match check(&file) {
             Ok(d) if d.is_empty() => {
                 println!("{}: ok", file.display());
