@@ -9,7 +9,7 @@ use crate::proxy::Proxy;
 use crate::script::{ScriptHost, ScriptStatus, LATENCY_BUCKETS_US};
 use crate::transaction::{ByClass, Counter, Tm, STATUS_CLASSES};
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -149,7 +149,7 @@ fn counter<T: Send + Sync + 'static>(
     name: &str,
     owner: &Arc<T>,
     i: usize,
-    pick: fn(&T, usize) -> Option<&Counter>,
+    pick: Pick<T>,
 ) {
     let (r, w) = (owner.clone(), owner.clone());
     st.counter(
@@ -185,8 +185,11 @@ fn register_statistics(st: &Statistics, core: &Core) {
     register_script(st, core.script());
 }
 
+/// Picks a counter out of its owner (slot `usize` of a table, ignored for plain counters).
+type Pick<T> = fn(&T, usize) -> Option<&Counter>;
+
 fn register_core(st: &Statistics, p: &Arc<Proxy>) {
-    let plain: [(&str, fn(&Proxy, usize) -> Option<&Counter>); 9] = [
+    let plain: [(&str, Pick<Proxy>); 9] = [
         ("rcv_requests", |p, _| Some(&p.stats.rcv_requests)),
         ("rcv_replies", |p, _| Some(&p.stats.rcv_replies)),
         ("fwd_requests", |p, _| Some(&p.stats.fwd_requests)),
@@ -232,7 +235,8 @@ fn register_tm(st: &Statistics, tm: &Arc<Tm>) {
 }
 
 fn register_script(st: &Statistics, host: &Arc<ScriptHost>) {
-    let pairs: [(&str, fn(&ScriptHost) -> &std::sync::atomic::AtomicU64); 3] = [
+    type PickAtomic = fn(&ScriptHost) -> &AtomicU64;
+    let pairs: [(&str, PickAtomic); 3] = [
         ("reloads", |h| &h.stats.reloads),
         ("reload_failures", |h| &h.stats.reload_failures),
         ("errors", |h| &h.stats.errors),
@@ -325,7 +329,7 @@ fn collect_transactions(tm: &Tm, e: &mut Exposition) {
 
 fn collect_script(host: &ScriptHost, e: &mut Exposition) {
     let s = &host.stats;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     e.single(
         "siprox_script_reloads_total",
         Kind::Counter,

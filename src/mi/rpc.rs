@@ -71,41 +71,54 @@ pub fn response(id: Option<&RawValue>, outcome: &Result<Value, MiError>) -> Stri
     })
 }
 
-/// Checks the envelope and yields the id, method and params of a well-formed request.
-fn parse(body: &[u8]) -> Result<(Option<&RawValue>, String, Option<Value>), (Option<&RawValue>, MiError)> {
+/// A well-formed request.
+struct Call<'a> {
+    id: Option<&'a RawValue>,
+    method: String,
+    params: Option<Value>,
+}
+
+/// A refused request: the error, and its id when one could be read.
+struct Refused<'a> {
+    id: Option<&'a RawValue>,
+    error: MiError,
+}
+
+/// Checks the envelope.
+fn parse(body: &[u8]) -> Result<Call<'_>, Refused<'_>> {
     let req: Request<'_> = serde_json::from_slice(body).map_err(|e| {
-        let err = match e.classify() {
+        let error = match e.classify() {
             serde_json::error::Category::Data => MiError::invalid_request(e.to_string()),
             _ => MiError::parse_error(e.to_string()),
         };
-        (None, err)
+        Refused { id: None, error }
     })?;
     let id = match req.id {
         Some(id) if !valid_id(id) => {
-            return Err((None, MiError::invalid_request("id must be a string, a number or null")));
+            return Err(Refused { id: None, error: MiError::invalid_request("id must be a string, a number or null") });
         }
         id => id,
     };
     if req.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
-        return Err((id, MiError::invalid_request(r#"jsonrpc must be "2.0""#)));
+        return Err(Refused { id, error: MiError::invalid_request(r#"jsonrpc must be "2.0""#) });
     }
     match req.method {
-        Some(Value::String(m)) => Ok((id, m, req.params)),
-        _ => Err((id, MiError::invalid_request("method must be a string"))),
+        Some(Value::String(method)) => Ok(Call { id, method, params: req.params }),
+        _ => Err(Refused { id, error: MiError::invalid_request("method must be a string") }),
     }
 }
 
 /// Answers one request body.
 pub async fn answer(registry: &Registry, body: &[u8]) -> String {
     match parse(body) {
-        Ok((id, method, params)) => {
-            let outcome = registry.call(&method, params).await;
+        Ok(call) => {
+            let outcome = registry.call(&call.method, call.params).await;
             if let Err(e) = &outcome {
-                tracing::debug!(%method, code = e.code, message = %e.message, "MI command refused");
+                tracing::debug!(method = %call.method, code = e.code, message = %e.message, "MI command refused");
             }
-            response(id, &outcome)
+            response(call.id, &outcome)
         }
-        Err((id, e)) => response(id, &Err(e)),
+        Err(refused) => response(refused.id, &Err(refused.error)),
     }
 }
 
