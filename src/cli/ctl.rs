@@ -53,6 +53,14 @@ fn url_from_config(cfg: &Config) -> Result<String, String> {
     Ok(format!("http://{host}:{}/mi", addr.port()))
 }
 
+/// A URL naming only the server (`http://host:8888`) means its `/mi`.
+fn mi_path(url: String) -> String {
+    match url.parse::<hyper::Uri>() {
+        Ok(u) if u.path() == "/" && u.query().is_none() => format!("{}/mi", url.trim_end_matches('/')),
+        _ => url,
+    }
+}
+
 /// `name=value` is named when `name` is an identifier; anything else (a SIP URI with
 /// `;param=x`) is a positional value.
 fn as_named(arg: &str) -> Option<(&str, &str)> {
@@ -198,7 +206,7 @@ fn target(args: &CtlArgs) -> Result<(String, Option<String>), String> {
         None => None,
     };
     let url = match (&args.url, &cfg) {
-        (Some(u), _) => u.clone(),
+        (Some(u), _) => mi_path(u.clone()),
         (None, Some(c)) => url_from_config(c)?,
         (None, None) => DEFAULT_URL.to_string(),
     };
@@ -298,6 +306,14 @@ mod tests {
         assert_eq!(render(&json!(["a", "b"])), "a\nb\n");
         assert_eq!(render(&json!([[], ["partition"]])), "- []\n- partition\n");
         assert_eq!(render(&json!("OK")), "OK\n");
+    }
+
+    #[test]
+    fn bare_server_url_means_mi() {
+        assert_eq!(mi_path("http://10.0.0.1:8888".into()), "http://10.0.0.1:8888/mi");
+        assert_eq!(mi_path("http://10.0.0.1:8888/".into()), "http://10.0.0.1:8888/mi");
+        assert_eq!(mi_path("http://10.0.0.1:8888/mi".into()), "http://10.0.0.1:8888/mi");
+        assert_eq!(mi_path("http://10.0.0.1:8888/other".into()), "http://10.0.0.1:8888/other");
     }
 
     #[test]
