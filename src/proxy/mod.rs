@@ -30,7 +30,7 @@ pub use util::{reply_dest, stamp_top_via};
 
 /// The proxy's counters: OpenSIPS's `core:` and `sl:` statistics, read by the management
 /// interface (`get_statistics`, `/metrics`). Plain atomics bumped with Relaxed ordering, so
-/// the hot path pays an uncontended add per event and never a lock.
+/// the hot path pays one atomic add per event and never takes a lock.
 #[derive(Default, Debug)]
 pub struct Stats {
     /// Requests that parsed (`core:rcv_requests`), overload-shed ones included.
