@@ -16,5 +16,8 @@ listen = ["udp:127.0.0.1:5060"]
 script = "lb.rhai"
 workers = ${SIPROX_WORKERS:-0}
 log_level = "warn"
+
+[mi]
+listen = ""   # no management interface: the bench must not depend on port 8888 being free
 TOML
 exec "$bin" run -c "$dir/siprox.toml"

@@ -1,6 +1,7 @@
 //! The composition root: builds every room from the configuration and wires them together.
 
 use crate::config::Config;
+use crate::mi::{self, Mi};
 use crate::modules;
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
@@ -19,6 +20,8 @@ pub enum AppError {
     Script(#[from] ScriptError),
     #[error(transparent)]
     Transport(#[from] TpError),
+    #[error(transparent)]
+    Mi(#[from] mi::ServerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -49,16 +52,27 @@ pub struct Running {
     pub transport: Arc<Transport>,
     pub tm: Arc<Tm>,
     pub proxy: Arc<Proxy>,
+    /// The management interface's commands, statistics and metric collectors (the core's
+    /// are in; modules add theirs).
+    pub mi: Arc<Mi>,
+    /// Its HTTP server, once [`start`] or [`serve_mi`] started it.
+    pub mi_server: Option<mi::Server>,
 }
 
-/// Binds the sockets and starts serving. Must run inside a tokio runtime.
+/// Binds the sockets (SIP and management interface) and starts serving. Must run inside a
+/// tokio runtime.
 ///
 /// # Errors
 /// The script does not compile or a socket cannot be bound.
 pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
+    // The management port first: a taken port stops start-up before any SIP socket is open.
+    let mi_listener = cfg.mi.addr()?.map(mi::bind).transpose()?;
     let path = script_path(cfg, from_file);
     let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
-    let running = start_with(cfg, host)?;
+    let mut running = start_with(cfg, host)?;
+    if let Some(listener) = mi_listener {
+        serve_mi_on(cfg, &mut running, listener)?;
+    }
     tracing::info!(script = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default".into()), "siprox ready");
     Ok(running)
 }
@@ -75,12 +89,37 @@ pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
     let (transport, bound) = Transport::bind(cfg, workers)?;
     let tm = Tm::new(Timers::from_config(&cfg.tm), transport.clone());
     let proxy = Proxy::new(cfg, transport.clone(), tm.clone(), Arc::new(host));
+    let mi = Arc::new(Mi::new());
+    let core = mi::builtin::Core { proxy: proxy.clone(), tm: tm.clone(), started: std::time::SystemTime::now() };
+    mi::builtin::install(&mi, core);
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
     }
     proxy.startup();
-    Ok(Running { transport, tm, proxy })
+    Ok(Running { transport, tm, proxy, mi, mi_server: None })
+}
+
+/// Starts the management interface of a proxy started with [`start_with`] on `[mi] listen`
+/// (nothing when it is `""`); returns the address bound.
+///
+/// # Errors
+/// `[mi] listen` is invalid or cannot be bound.
+pub fn serve_mi(cfg: &Config, running: &mut Running) -> Result<Option<std::net::SocketAddr>, AppError> {
+    let Some(addr) = cfg.mi.addr()? else { return Ok(None) };
+    serve_mi_on(cfg, running, mi::bind(addr)?)
+}
+
+fn serve_mi_on(
+    cfg: &Config,
+    running: &mut Running,
+    listener: std::net::TcpListener,
+) -> Result<Option<std::net::SocketAddr>, AppError> {
+    let server = mi::serve(listener, running.mi.clone(), cfg.mi.token.clone())?;
+    let addr = server.local_addr();
+    tracing::info!(%addr, token = cfg.mi.token.is_some(), "management interface: POST /mi, GET /metrics");
+    running.mi_server = Some(server);
+    Ok(Some(addr))
 }
 
 /// Reloads the script off the async workers (the host logs and records the outcome).

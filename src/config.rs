@@ -101,11 +101,41 @@ impl Default for DbConfig {
     }
 }
 
+/// The management interface (JSON-RPC `POST /mi`, `GET /metrics`; docs/mi.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MiConfig {
+    /// `IP:PORT` of the HTTP server; `""` disables the management interface.
     pub listen: String,
+    /// Bearer token both paths then require (`Authorization: Bearer <token>`); mandatory
+    /// when `listen` is not a loopback address.
     pub token: Option<String>,
+}
+
+impl MiConfig {
+    /// The address to serve on, `None` when disabled.
+    ///
+    /// # Errors
+    /// Not `IP:PORT`, or reachable beyond this host without a token.
+    pub fn addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "[mi] listen = {listen:?}: want IP:PORT (e.g. 127.0.0.1:8888), or \"\" to disable the management interface"
+            ))
+        })?;
+        let has_token = self.token.as_deref().is_some_and(|t| !t.trim().is_empty());
+        if !addr.ip().is_loopback() && !has_token {
+            return Err(ConfigError::Invalid(format!(
+                "[mi] listen = {listen:?} is reachable from other hosts: set [mi] token (clients send \
+                 Authorization: Bearer <token>), or listen on 127.0.0.1"
+            )));
+        }
+        Ok(Some(addr))
+    }
 }
 impl Default for MiConfig {
     fn default() -> Self {
@@ -192,7 +222,8 @@ impl Config {
     }
 
     /// # Errors
-    /// A listen entry that is not `udp|tcp:IP:PORT`.
+    /// A listen entry that is not `udp|tcp:IP:PORT`; an `[mi] listen` that is not `IP:PORT`
+    /// or is reachable beyond loopback without a token.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for l in &self.core.listen {
             parse_listen(l)?;
@@ -200,6 +231,7 @@ impl Config {
         if self.core.listen.is_empty() {
             return Err(ConfigError::Invalid("[core] listen is empty".into()));
         }
+        self.mi.addr()?;
         Ok(())
     }
 
@@ -225,4 +257,26 @@ pub fn parse_listen(s: &str) -> Result<(String, std::net::SocketAddr), ConfigErr
     }
     let addr = addr.parse().map_err(|_| ConfigError::Invalid(format!("listen {s:?}: bad address")))?;
     Ok((proto, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mi(listen: &str, token: Option<&str>) -> MiConfig {
+        MiConfig { listen: listen.into(), token: token.map(str::to_string) }
+    }
+
+    #[test]
+    fn mi_listen_rules() {
+        assert_eq!(MiConfig::default().addr().unwrap(), Some("127.0.0.1:8888".parse().unwrap()));
+        assert_eq!(mi("", None).addr().unwrap(), None);
+        assert!(mi("[::1]:8888", None).addr().unwrap().is_some());
+        let e = mi("0.0.0.0:8888", None).addr().unwrap_err().to_string();
+        assert!(e.contains("[mi] token"), "{e}");
+        assert!(mi("0.0.0.0:8888", Some(" ")).addr().is_err());
+        assert!(mi("10.0.0.1:8888", Some("s3cret")).addr().unwrap().is_some());
+        let e = mi("localhost:8888", None).addr().unwrap_err().to_string();
+        assert!(e.contains("IP:PORT"), "{e}");
+    }
 }

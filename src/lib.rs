@@ -12,6 +12,7 @@
 //! | [`script`] | the Rhai engine, pseudo-variables, hooks, the script↔core contract |
 //! | [`modules`] | maxfwd, rr, sl, tm script surfaces (OpenSIPS module anatomy) |
 //! | [`proxy`] | the pipeline: hooks in, decisions carried out |
+//! | [`mi`] | management interface: JSON-RPC commands, statistics, Prometheus metrics |
 //! | [`app`], [`cli`] | wiring and the command line |
 //!
 //! Glossary: *cell* a proxy transaction (server side + branches); *branch* one forwarded
@@ -21,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod message;
+pub mod mi;
 pub mod modules;
 pub mod proxy;
 pub mod script;

@@ -1,5 +1,6 @@
-//! Command line: `siprox run`, `siprox check`, `siprox test`.
+//! Command line: `siprox run`, `siprox check`, `siprox test`, `siprox ctl`.
 
+pub mod ctl;
 pub mod script_test;
 
 use crate::app;
@@ -44,6 +45,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run a management command on a running proxy (JSON-RPC to POST /mi).
+    Ctl(ctl::CtlArgs),
 }
 
 fn init_logs(format: LogFormat, level: &str) {
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ctl(args) => ctl::main(args),
         Command::Check { file } => match check(&file) {
             Ok(d) if d.is_empty() => {
                 println!("{}: ok", file.display());

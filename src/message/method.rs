@@ -22,7 +22,52 @@ pub enum Method {
     Other(String),
 }
 
+/// Slots of a per-method table ([`Method::index`]): the known methods in declaration order,
+/// then one shared by every extension method.
+pub const METHOD_SLOTS: usize = 15;
+
+/// The name of each slot of a per-method table, in [`Method::index`] order.
+pub const METHOD_SLOT_NAMES: [&str; METHOD_SLOTS] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+    "OTHER",
+];
+
 impl Method {
+    /// A small dense index (0..[`METHOD_SLOTS`]) for counter tables; every extension method
+    /// shares the last slot.
+    pub fn index(&self) -> usize {
+        match self {
+            Method::Invite => 0,
+            Method::Ack => 1,
+            Method::Bye => 2,
+            Method::Cancel => 3,
+            Method::Register => 4,
+            Method::Options => 5,
+            Method::Info => 6,
+            Method::Update => 7,
+            Method::Prack => 8,
+            Method::Subscribe => 9,
+            Method::Notify => 10,
+            Method::Refer => 11,
+            Method::Message => 12,
+            Method::Publish => 13,
+            Method::Other(_) => 14,
+        }
+    }
+
     /// Methods are case-sensitive on the wire (RFC 3261 §7.1); an unknown spelling is an
     /// extension method, not an error.
     pub fn from_bytes(b: &[u8]) -> Method {
@@ -87,5 +132,20 @@ impl Eq for Method {}
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_follow_the_index() {
+        for (i, name) in METHOD_SLOT_NAMES.iter().enumerate().take(METHOD_SLOTS - 1) {
+            let m = Method::from_bytes(name.as_bytes());
+            assert_eq!(m.index(), i, "{name}");
+            assert_eq!(m.as_str(), *name);
+        }
+        assert_eq!(Method::from_bytes(b"FOO").index(), METHOD_SLOTS - 1);
     }
 }

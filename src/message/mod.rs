@@ -27,7 +27,7 @@ pub use build::{build_ack_for_reply, build_cancel, build_reply, ReplyOpts};
 pub use edit::{Edit, Edits};
 pub use error::ParseError;
 pub use header::HeaderName;
-pub use method::Method;
+pub use method::{Method, METHOD_SLOTS, METHOD_SLOT_NAMES};
 pub use parse::{frame_stream, MAX_MESSAGE};
 pub use typed::{split_commas, CSeq, NameAddr, Via};
 pub use uri::{unescape, Host, Uri};

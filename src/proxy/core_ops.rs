@@ -333,7 +333,12 @@ impl Backend for Proxy {
     }
 
     fn forward_stateless(&self, ctx: &mut Ctx, dest: Option<&str>, outbound: Option<&str>) -> i64 {
-        Proxy::forward_stateless(self, ctx, dest, outbound)
+        let code = Proxy::forward_stateless(self, ctx, dest, outbound);
+        if code == 1 {
+            // `core:fwd_requests` counts stateless forwarding, as in OpenSIPS.
+            self.stats.fwd_requests.inc();
+        }
+        code
     }
 }
 

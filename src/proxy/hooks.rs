@@ -117,7 +117,12 @@ impl TmHooks for Proxy {
         if let Outcome::Error(e) = &outcome {
             tracing::error!(error = %e, "onreply_route failed");
         }
-        ReplyVerdict { drop: matches!(outcome, Outcome::Drop) || ctx.dropped, edits: ctx.edits }
+        let drop = matches!(outcome, Outcome::Drop) || ctx.dropped;
+        // Only a provisional reply can be dropped (finals are relayed anyway; a 100 never is).
+        if drop && (101..200).contains(&ctx.reply_code) {
+            self.stats.drop_replies.inc();
+        }
+        ReplyVerdict { drop, edits: ctx.edits }
     }
 
     fn on_failure(&self, cell: &Arc<Cell>, winner: &Winner) {
@@ -143,6 +148,7 @@ impl TmHooks for Proxy {
         let vias = reply.values(&crate::message::HeaderName::Via);
         let Some(ours) = vias.first().and_then(|(_, t)| Via::parse(t)) else { return };
         if !self.tp.is_myself(ours.host, ours.port) {
+            self.stats.drop_replies.inc();
             tracing::debug!("reply not addressed to us dropped");
             return;
         }
@@ -167,8 +173,9 @@ impl TmHooks for Proxy {
             e.delete(span);
         }
         let bytes = bytes::Bytes::from(Edits::render(&reply, &[&e]));
-        if let Err(err) = self.tp.send(proto, None, addr, bytes) {
-            tracing::warn!(error = %err, "stray reply not forwarded");
+        match self.tp.send(proto, None, addr, bytes) {
+            Ok(()) => self.stats.fwd_replies.inc(),
+            Err(err) => tracing::warn!(error = %err, "stray reply not forwarded"),
         }
     }
 }

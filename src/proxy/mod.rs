@@ -18,26 +18,86 @@ mod relay;
 mod util;
 
 use crate::config::{Config, RrConfig};
-use crate::message::SipMsg;
+use crate::message::{SipMsg, METHOD_SLOTS};
 use crate::script::api::{CoreOps, Ctx, RouteKind};
 use crate::script::{Outcome, ScriptHost};
-use crate::transaction::Tm;
+use crate::transaction::{ByClass, Counter, Tm};
 use crate::transport::{Handler, Inbound, Proto, Transport};
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 pub use util::{reply_dest, stamp_top_via};
 
-/// Counters exposed by `get_statistics` and `/metrics` later.
+/// The proxy's counters: OpenSIPS's `core:` and `sl:` statistics, read by the management
+/// interface (`get_statistics`, `/metrics`). Plain atomics bumped with Relaxed ordering, so
+/// the hot path pays one atomic add per event and never takes a lock.
 #[derive(Default, Debug)]
 pub struct Stats {
-    pub requests: AtomicU64,
-    pub replies: AtomicU64,
-    pub bad_messages: AtomicU64,
-    /// Requests refused or dropped by overload protection.
-    pub shed: AtomicU64,
+    /// Requests that parsed (`core:rcv_requests`), overload-shed ones included.
+    pub rcv_requests: Counter,
+    /// The same by [`crate::message::Method::index`] (`core:rcv_requests_invite` …).
+    pub rcv_requests_by_method: [Counter; METHOD_SLOTS],
+    /// Replies that parsed (`core:rcv_replies`).
+    pub rcv_replies: Counter,
+    /// The same by status class (`core:rcv_replies_2xx` …).
+    pub rcv_replies_by_class: ByClass,
+    /// Requests forwarded statelessly: `forward()`, the ACK of a 2xx (`core:fwd_requests`).
+    pub fwd_requests: Counter,
+    /// Replies that matched no transaction, forwarded statelessly (`core:fwd_replies`).
+    pub fwd_replies: Counter,
+    /// Requests dropped without an answer: `drop()` in the request or error route, and
+    /// retransmissions dropped under overload (`core:drop_requests`).
+    pub drop_requests: Counter,
+    /// Replies dropped: `drop()` in an onreply route, and stray replies not for us
+    /// (`core:drop_replies`).
+    pub drop_replies: Counter,
+    /// Requests that did not parse or failed RFC 3261 §16.3, and request routes that ended
+    /// in a script error (`core:err_requests`).
+    pub err_requests: Counter,
+    /// Replies that did not parse or failed §18.1.2 checks (`core:err_replies`).
+    pub err_replies: Counter,
+    /// New requests refused (503) or retransmissions dropped by overload protection
+    /// (`core:shed_requests`, siprox's own).
+    pub shed_requests: Counter,
+    /// Replies this proxy built and sent statelessly, by class (`sl:1xx_replies` …).
+    pub sl_replies: ByClass,
+}
+
+impl Stats {
+    /// Zeroes every counter (`reset_statistics`).
+    pub fn reset(&self) {
+        for c in [
+            &self.rcv_requests,
+            &self.rcv_replies,
+            &self.fwd_requests,
+            &self.fwd_replies,
+            &self.drop_requests,
+            &self.drop_replies,
+            &self.err_requests,
+            &self.err_replies,
+            &self.shed_requests,
+        ] {
+            c.reset();
+        }
+        self.rcv_requests_by_method.iter().for_each(Counter::reset);
+        self.rcv_replies_by_class.reset();
+        self.sl_replies.reset();
+    }
+
+    /// Every received message is counted here, before anything else looks at it.
+    #[inline]
+    fn received(&self, msg: &SipMsg) {
+        if msg.is_request() {
+            self.rcv_requests.inc();
+            if let Some(c) = self.rcv_requests_by_method.get(msg.method().index()) {
+                c.inc();
+            }
+        } else {
+            self.rcv_replies.inc();
+            self.rcv_replies_by_class.inc(msg.status().unwrap_or(0));
+        }
+    }
 }
 
 /// Where a request came from, as far as answering it is concerned.
@@ -114,10 +174,9 @@ impl Proxy {
     }
 
     fn on_request(&self, msg: SipMsg, src: SocketAddr, proto: Proto, listener: usize) {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // RFC 3261 §16.3: reasonable syntax, else 400 (never for ACK, §17.1.1.3 ACK gets none).
         if let Err(e) = msg.check_request() {
-            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            self.stats.err_requests.inc();
             tracing::info!(%src, error = %e, "bad request");
             let can_answer = msg.method() != crate::message::Method::Ack && msg.top_via().is_some();
             // error_route may answer itself (or drop); otherwise the 400 goes out.
@@ -137,6 +196,9 @@ impl Proxy {
                 let (ctx, outcome) = self.script.run_on(&bundle, "error_route", ctx);
                 if let Outcome::Error(err) = &outcome {
                     tracing::error!(error = %err, "error_route failed");
+                }
+                if ctx.dropped || (matches!(outcome, Outcome::Drop) && !ctx.answered) {
+                    self.stats.drop_requests.inc();
                 }
                 if ctx.answered || ctx.dropped {
                     return;
@@ -162,6 +224,7 @@ impl Proxy {
     fn after_hook(&self, mut ctx: Ctx, outcome: Outcome, hook: &str) {
         match outcome {
             Outcome::Error(e) => {
+                self.stats.err_requests.inc();
                 tracing::error!(hook, error = %e, call_id = ctx.msg.call_id(), "script error");
                 if ctx.kind == RouteKind::Request && !ctx.answered && ctx.msg.method() != crate::message::Method::Ack {
                     let core = self.core();
@@ -171,15 +234,15 @@ impl Proxy {
             Outcome::Missing => {
                 tracing::error!(hook, "the script has no such route");
             }
+            Outcome::Drop if !ctx.answered => self.stats.drop_requests.inc(),
             Outcome::Done | Outcome::Exit | Outcome::Drop => {}
         }
     }
 
     fn on_reply_msg(&self, msg: SipMsg, src: SocketAddr, proto: Proto, listener: usize) {
-        self.stats.replies.fetch_add(1, Ordering::Relaxed);
         // RFC 3261 §18.1.2: a reply that is not well-formed is silently discarded.
         if let Err(e) = msg.check_reply() {
-            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            self.stats.err_replies.inc();
             tracing::info!(%src, error = %e, "bad reply dropped");
             return;
         }
@@ -192,6 +255,7 @@ impl Proxy {
             ctx.reply_code = msg.status().unwrap_or(0);
             let (ctx, outcome) = self.script.run_on(&bundle, "onreply_route", ctx);
             if matches!(outcome, Outcome::Drop) || ctx.dropped {
+                self.stats.drop_replies.inc();
                 return;
             }
             if let Outcome::Error(e) = outcome {
@@ -211,8 +275,9 @@ impl Proxy {
         let Origin { src, proto, listener, force_rport } = from;
         let bytes = util::stateless_reply(req, src, force_rport, code, reason, extra_headers);
         let dest = reply_dest(req, src, proto, listener, force_rport);
-        if let Err(e) = self.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
-            tracing::warn!(error = %e, "stateless reply not sent");
+        match self.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
+            Ok(()) => self.stats.sl_replies.inc(code),
+            Err(e) => tracing::warn!(error = %e, "stateless reply not sent"),
         }
     }
 
@@ -226,7 +291,12 @@ impl Proxy {
         proto: Proto,
         listener: usize,
     ) {
-        self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+        // A status line starts with the version (RFC 3261 §7.2); anything else was meant as a request.
+        if data.starts_with(b"SIP/") {
+            self.stats.err_replies.inc();
+        } else {
+            self.stats.err_requests.inc();
+        }
         tracing::info!(%src, error = %err, len = data.len(), "unparsable message dropped");
         if let Some(req) = util::salvage_headers(data) {
             if req.is_request()
@@ -259,7 +329,7 @@ impl Proxy {
         {
             return false;
         }
-        self.stats.shed.fetch_add(1, Ordering::Relaxed);
+        self.stats.shed_requests.inc();
         if self.tm.lookup(msg).is_none() && msg.check_request().is_ok() {
             self.reply_stateless(
                 msg,
@@ -267,13 +337,15 @@ impl Proxy {
                 503,
                 "Service Unavailable",
             );
+        } else {
+            self.stats.drop_requests.inc();
         }
         let mut last = self.last_shed_log.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1)) {
             *last = Some(std::time::Instant::now());
             tracing::warn!(
                 queued_ms = m.queued.as_millis() as u64,
-                shed = self.stats.shed.load(Ordering::Relaxed),
+                shed = self.stats.shed_requests.get(),
                 "overloaded: shedding new requests"
             );
         }
@@ -283,7 +355,11 @@ impl Proxy {
 
 impl Handler for Proxy {
     fn on_message(&self, m: Inbound) {
-        match SipMsg::parse(m.data.clone()) {
+        let parsed = SipMsg::parse(m.data.clone());
+        if let Ok(msg) = &parsed {
+            self.stats.received(msg);
+        }
+        match parsed {
             Ok(msg) if msg.is_request() => {
                 if !self.shed(&msg, &m) {
                     self.on_request(msg, m.src, m.proto, m.listener)

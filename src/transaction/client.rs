@@ -76,6 +76,7 @@ impl Tm {
             cell.lock().branches.retain(|b| b.n != n);
             return Err(TmError::Send(e.to_string()));
         }
+        self.stats.relayed_requests.inc();
         if let Some(tm) = self.self_arc(cell) {
             tokio::spawn(branch_timer(tm, cell.clone(), n));
         }
@@ -146,6 +147,7 @@ impl Tm {
             hooks.on_stray_reply(reply, src, proto);
             return;
         };
+        self.stats.received_replies.inc();
         let code = reply.status().unwrap_or(500);
         if reply.cseq().map(|c| c.method) == Some(Method::Cancel) {
             // The answer to our CANCEL ends its retransmissions; it goes nowhere else.

@@ -14,9 +14,11 @@ mod client;
 mod key;
 pub mod select;
 mod server;
+pub mod stats;
 
 pub use key::request_key;
 pub use server::top_via_removal;
+pub use stats::{ByClass, Counter, TmStats, STATUS_CLASSES};
 
 use crate::config::TmConfig;
 use crate::message::{Method, SipMsg};
@@ -240,6 +242,8 @@ pub struct Tm {
     /// per-process salt so two proxies never mistake each other's branches.
     branch_prefix: String,
     me: OnceLock<std::sync::Weak<Tm>>,
+    /// `tm:` statistics.
+    pub stats: TmStats,
 }
 
 impl Tm {
@@ -253,6 +257,7 @@ impl Tm {
             hooks: OnceLock::new(),
             next_id: AtomicU64::new(1),
             branch_prefix: format!("z9hG4bK{:08x}", fastrand::u32(..)),
+            stats: TmStats::default(),
         });
         let _ = tm.me.set(Arc::downgrade(&tm));
         tm
@@ -263,6 +268,7 @@ impl Tm {
     pub fn transport(&self) -> &Arc<Transport> {
         &self.tp
     }
+    /// Cells in the table (`tm:inuse_transactions`); walks the shards, so not for the hot path.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -322,6 +328,7 @@ impl Tm {
             }
         }
         self.by_id.insert(id, cell.clone());
+        self.stats.uas_transactions.inc();
         if method == Method::Invite && self.timers.auto_100 {
             self.reply(&cell, 100, "Trying", "", b"");
         }

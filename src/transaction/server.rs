@@ -26,7 +26,11 @@ impl Tm {
         let opts =
             ReplyOpts { to_tag: Some(&cell.to_tag), top_via: cell.top_via.as_deref(), extra_headers: extra, body };
         let bytes = build_reply(&cell.request, code, reason, &opts);
-        self.send_upstream(cell, code, Bytes::from(bytes))
+        let sent = self.send_upstream(cell, code, Bytes::from(bytes));
+        if sent {
+            self.stats.local.inc(code);
+        }
+        sent
     }
 
     /// Relays a reply received on a branch with our Via removed and `edits` applied.
@@ -36,7 +40,11 @@ impl Tm {
             e.delete(span);
         }
         let code = reply.status().unwrap_or(500);
-        self.send_upstream(cell, code, Bytes::from(Edits::render(reply, &[&e])))
+        let sent = self.send_upstream(cell, code, Bytes::from(Edits::render(reply, &[&e])));
+        if sent {
+            self.stats.relayed.inc(code);
+        }
+        sent
     }
 
     fn send_upstream(&self, cell: &Arc<Cell>, code: u16, bytes: Bytes) -> bool {
@@ -57,6 +65,7 @@ impl Tm {
             tracing::warn!(error = %e, code, "reply upstream not sent");
         }
         if first_final {
+            self.stats.completed.inc(code);
             self.spawn_server_timer(cell.clone(), code);
         }
         true

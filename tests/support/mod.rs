@@ -277,11 +277,19 @@ impl Proxy {
         Self::start_with(label, script, "")
     }
 
-    /// Like `start`, with extra TOML appended to the config.
+    /// Like `start`, with extra TOML appended to the config. The text lands
+    /// right after `[mi] listen`, so bare keys there (`token = "…"`) belong to
+    /// `[mi]`; start other tables with their header.
     pub fn start_with(label: &str, script: &str, extra_toml: &str) -> Proxy {
+        Self::start_with_core(label, script, "", extra_toml)
+    }
+
+    /// Like `start_with`, with `core_toml` as more `[core]` keys
+    /// (e.g. `script_watch = false`).
+    pub fn start_with_core(label: &str, script: &str, core_toml: &str, extra_toml: &str) -> Proxy {
         let dir = TempDir::new(label);
         fs::write(dir.join("route.rhai"), script).unwrap();
-        Self::launch(dir, "route.rhai", extra_toml)
+        Self::launch(dir, "route.rhai", core_toml, extra_toml)
     }
 
     /// Like `start_with`, but `[core] script` names an existing script file
@@ -291,12 +299,13 @@ impl Proxy {
         assert!(script.is_absolute() && script.exists(), "script file {} must exist and be absolute", script.display());
         let dir = TempDir::new(label);
         let path = script.to_str().expect("script path is UTF-8");
-        Self::launch(dir, path, extra_toml)
+        Self::launch(dir, path, "", extra_toml)
     }
 
     /// Writes siprox.toml (with `script` as `[core] script`, as a TOML basic
-    /// string) into `dir` and starts the binary there.
-    fn launch(dir: TempDir, script: &str, extra_toml: &str) -> Proxy {
+    /// string, and the management interface on a port of its own) into `dir`
+    /// and starts the binary there.
+    fn launch(dir: TempDir, script: &str, core_toml: &str, extra_toml: &str) -> Proxy {
         let port = free_port();
         let mi_port = free_port();
         let script_toml = script.replace('\\', "\\\\").replace('"', "\\\"");
@@ -305,6 +314,7 @@ impl Proxy {
 [core]
 listen = ["udp:{LOCALHOST}:{port}", "tcp:{LOCALHOST}:{port}"]
 script = "{script_toml}"
+{core_toml}
 
 [tm]
 fr_timeout = 2
@@ -379,6 +389,15 @@ listen = "{LOCALHOST}:{mi_port}"
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The management interface's JSON-RPC URL.
+    pub fn mi_url(&self) -> String {
+        format!("http://{LOCALHOST}:{}/mi", self.mi_port)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("siprox.toml")
     }
 
     pub fn log_text(&self) -> String {
