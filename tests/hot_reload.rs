@@ -9,6 +9,7 @@ mod support;
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 use support::*;
@@ -148,6 +149,20 @@ fn reload_storm_under_load_loses_no_call() {
             "broken version {v} not reported at {at}\n{log}"
         );
     }
+
+    // The management interface tells the same story.
+    let out = Command::new(siprox_bin())
+        .args(["ctl", "--json", "-c"])
+        .arg(proxy.config_path())
+        .arg("script_status")
+        .output()
+        .expect("run siprox ctl");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ctl --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(status["Version"], good_saves.len() as u64 + 1, "{status}");
+    assert!(status["Reload failures"].as_u64().unwrap_or(0) >= broken_saves.len() as u64, "{status}");
+    let last = status["Last error"]["Message"].as_str().unwrap_or("");
+    assert!(last.contains("route.rhai:3:"), "{status}");
     proxy.stop();
 }
 
