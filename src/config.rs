@@ -64,7 +64,7 @@ pub struct CoreConfig {
     pub max_map_size: usize,
     /// Reload the script when it (or a module it imports) changes on disk.
     pub script_watch: bool,
-    /// Quiet time after the last change on disk before reloading, milliseconds.
+    /// Quiet time after the last change on disk before reloading, milliseconds (at most 10 s).
     pub script_debounce_ms: u64,
 }
 

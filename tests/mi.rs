@@ -258,7 +258,9 @@ fn json_rpc_errors_and_ids() {
     assert_eq!(http(port, "GET", "/mi", &[], "").status, 405);
     assert_eq!(http(port, "GET", "/nope", &[], "").status, 404);
     let body = r#"{"jsonrpc":"2.0","method":"reload_routes","id":1}"#;
-    assert_eq!(http(port, "POST", "/mi", &[("Origin", "http://example.com")], body).status, 403);
+    let refused = post_raw(port, body, &[("Origin", "http://example.com")]);
+    assert_eq!(refused["error"]["code"], 403, "{refused}");
+    assert_eq!(http(port, "GET", "/metrics", &[("Origin", "http://example.com")], "").status, 403);
     proxy.stop();
 }
 

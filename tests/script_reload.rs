@@ -88,6 +88,23 @@ fn stdlib_modules_are_imported_from_disk_and_reload_with_the_script() {
 }
 
 #[test]
+fn module_bodies_are_validated_and_imports_in_functions_work() {
+    let dir = TempDir::new("reload-module-check");
+    let module = dir.join("nat.rhai");
+    fs::write(&module, "import \"helpers\" as h;\nfn fix() {\n    h::mark();\n    fix_nated_contct();\n}\n").unwrap();
+    fs::write(dir.join("helpers.rhai"), "fn mark() { setflag(3); }\n").unwrap();
+    let path = dir.join("route.rhai");
+    fs::write(&path, "fn route() {\n    import \"nat\" as n;\n    n::fix();\n}\n").unwrap();
+    let err = load(&path).err().expect("a typo inside a module refuses the script");
+    let text = err.to_string();
+    assert!(text.contains("nat.rhai:4:5: unknown function `fix_nated_contct`"), "{text}");
+    assert_eq!(text.lines().count(), 1, "the import in a function and the module's own import are fine: {text}");
+
+    fs::write(&module, "import \"helpers\" as h;\nfn fix() {\n    h::mark();\n}\n").unwrap();
+    load(&path).expect("an import inside a function, and a module importing another, load");
+}
+
+#[test]
 fn the_builtin_common_module_imports_without_a_file() {
     let dir = TempDir::new("reload-builtin");
     let path = dir.join("route.rhai");

@@ -348,7 +348,7 @@ fn collect_script(host: &ScriptHost, e: &mut Exposition) {
     let bounds: Vec<f64> = LATENCY_BUCKETS_US.iter().map(|&us| us as f64 / 1e6).collect();
     e.histogram(
         "siprox_script_hook_duration_seconds",
-        "Run time of script hooks (every route, reply, failure and branch hook).",
+        "Run time of script hooks (a branch_route counts within the hook whose t_relay ran it).",
         &bounds,
         &snap.cumulative,
         snap.sum_seconds,

@@ -24,6 +24,10 @@ use std::time::Duration;
 const MAX_BODY: usize = 1024 * 1024;
 /// A client gets this long to send its request headers (slow or idle connections end).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the body once the headers are in.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
 
 /// The running server; stops when dropped.
 pub struct Server {
@@ -67,17 +71,27 @@ struct Shared {
 pub fn serve(listener: std::net::TcpListener, mi: Arc<Mi>, token: Option<String>) -> Result<Server, ServerError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| ServerError::Bind { addr, source })?;
-    let token = token.filter(|t| !t.is_empty());
+    // Trimmed as the config check and the client's header are: spaces are never meant.
+    let token = token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     let shared = Arc::new(Shared { mi, token });
     let task = tokio::spawn(accept_loop(listener, shared));
     Ok(Server { addr, task })
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    // A bound on connections served at once: each may hold a body of up to MAX_BODY, so
+    // without it a local process could grow memory without end. Further ones wait in the
+    // kernel's backlog.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(connection(stream, peer, shared.clone()));
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    connection(stream, peer, shared).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // Out of descriptors and the like: wait instead of spinning on the error.
@@ -102,10 +116,18 @@ async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().trim_end_matches('/');
     if req.headers().contains_key(ORIGIN) {
+        // Only browsers send Origin: a web page must not drive the proxy. On /mi the refusal
+        // is an MI error like any other (HTTP 200, design.md §1).
+        if path == "/mi" {
+            return json(rpc::response(
+                None,
+                &Err(MiError::new(403, "Forbidden: requests from web pages are refused")),
+            ));
+        }
         return plain(StatusCode::FORBIDDEN, "requests from web pages are refused\n");
     }
-    let path = req.uri().path().trim_end_matches('/');
     match (path, req.method()) {
         ("/mi", &Method::POST) => mi_call(shared, req).await,
         ("/mi", _) => not_allowed("POST"),
@@ -120,9 +142,13 @@ async fn mi_call(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
         let e = MiError::new(401, "Unauthorized: missing or wrong bearer token");
         return json(rpc::response(None, &Err(e)));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Err(_) => {
+            let e = MiError::invalid_request(format!("request body not received within {BODY_TIMEOUT:?}"));
+            return json(rpc::response(None, &Err(e)));
+        }
+        Ok(Err(e)) => {
             let e = MiError::invalid_request(format!("request body unreadable or over {MAX_BODY} bytes: {e}"));
             return json(rpc::response(None, &Err(e)));
         }

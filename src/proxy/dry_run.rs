@@ -6,6 +6,10 @@
 //! A reply can then be played back on the first branch, which runs the transaction's
 //! onreply and failure routes on its saved state as the proxy does.
 //!
+//! The order of hooks around a message (sanity check and `error_route`, `route`, the 500 after
+//! an error, reply and failure routes) mirrors `proxy/mod.rs`, `hooks.rs` and the
+//! transaction layer's failure decision: change them together.
+//!
 //! Where it differs from the proxy, on purpose: host names are not resolved (a test has no
 //! network, see [`Resolve::Never`]); branch parameters and To-tags are fixed
 //! (`z9hG4bKdryrun.<n>`, `dryrun-<hash>`) so outputs compare; no timer runs; each case runs
@@ -583,7 +587,7 @@ impl DryCore {
         let req = SentRequest {
             ruri: o.ruri.clone(),
             du: o.du.clone(),
-            next_hop: o.next_hop.clone(),
+            next_hop: o.next_hop.clone().unwrap_or_else(|| o.ruri.clone()),
             dest: o.hop.to_string(),
             socket: format!("{}:{}", o.out.proto.as_str(), o.out.addr),
             stateful,

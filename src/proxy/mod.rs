@@ -65,26 +65,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Zeroes every counter (`reset_statistics`).
-    pub fn reset(&self) {
-        for c in [
-            &self.rcv_requests,
-            &self.rcv_replies,
-            &self.fwd_requests,
-            &self.fwd_replies,
-            &self.drop_requests,
-            &self.drop_replies,
-            &self.err_requests,
-            &self.err_replies,
-            &self.shed_requests,
-        ] {
-            c.reset();
-        }
-        self.rcv_requests_by_method.iter().for_each(Counter::reset);
-        self.rcv_replies_by_class.reset();
-        self.sl_replies.reset();
-    }
-
     /// Every received message is counted here, before anything else looks at it.
     #[inline]
     fn received(&self, msg: &SipMsg) {
@@ -197,7 +177,7 @@ impl Proxy {
                 if let Outcome::Error(err) = &outcome {
                     tracing::error!(error = %err, "error_route failed");
                 }
-                if ctx.dropped || (matches!(outcome, Outcome::Drop) && !ctx.answered) {
+                if (ctx.dropped || matches!(outcome, Outcome::Drop)) && !ctx.answered {
                     self.stats.drop_requests.inc();
                 }
                 if ctx.answered || ctx.dropped {
@@ -247,13 +227,14 @@ impl Proxy {
             return;
         }
         // The unnamed onreply_route sees every reply first; drop() there discards it.
+        // (A reload between the check and the run is harmless: a version without the route
+        // answers `Missing`, and the reply goes on.)
         if self.script.has_hook("onreply_route") {
-            let bundle = self.script.bundle();
             let mut ctx =
                 Ctx::new(RouteKind::OnReply, msg.clone(), src, proto.as_str(), self.local_addr(listener), self.core());
             ctx.listener = listener;
             ctx.reply_code = msg.status().unwrap_or(0);
-            let (ctx, outcome) = self.script.run_on(&bundle, "onreply_route", ctx);
+            let (ctx, outcome) = self.script.run("onreply_route", ctx);
             if matches!(outcome, Outcome::Drop) || ctx.dropped {
                 self.stats.drop_replies.inc();
                 return;

@@ -79,8 +79,9 @@ pub(super) struct Outgoing {
     pub n: u32,
     pub ruri: String,
     pub du: Option<String>,
-    /// The URI the destination came from: `$du`, else the outbound proxy, else the R-URI.
-    pub next_hop: String,
+    /// The URI the destination came from when it is not the R-URI: `$du`, else the
+    /// outbound proxy (kept apart so the proxy's path copies no URI for it).
+    pub next_hop: Option<String>,
     pub hop: Hop,
     pub out: Listener,
     pub bytes: Bytes,
@@ -171,7 +172,7 @@ fn run_branch_route(env: &RelayEnv<'_>, ctx: &Ctx, idx: usize, t: Target) -> Opt
     b.bundle = Some(br.bundle.clone());
     let hook = format!("branch_route_{name}");
     let (b, outcome) = match &br.host {
-        Some(host) => host.run_on(&br.bundle, &hook, b),
+        Some(host) => host.run_nested(&br.bundle, &hook, b),
         None => crate::script::run_hook(&br.bundle, &hook, b),
     };
     match outcome {
@@ -205,8 +206,8 @@ pub(super) fn relay_branches_with(
     let mut last_err = DestError::NoSocket;
     for (idx, t) in targets.into_iter().enumerate() {
         let Some((ruri, du, branch_edits)) = run_branch_route(env, ctx, idx, t) else { continue };
-        let next_hop = du.clone().or_else(|| outbound.map(outbound_uri)).unwrap_or_else(|| ruri.clone());
-        let hop = match uri_dest(env.sockets, &next_hop, env.resolve) {
+        let next_hop = du.clone().or_else(|| outbound.map(outbound_uri));
+        let hop = match uri_dest(env.sockets, next_hop.as_deref().unwrap_or(&ruri), env.resolve) {
             Ok(h) => h,
             Err(e) => {
                 tracing::info!(uri = %ruri, error = ?e, "branch destination unusable");
@@ -256,12 +257,8 @@ pub(super) fn stateless_request(
     outbound: Option<&str>,
 ) -> Result<Outgoing, DestError> {
     let ruri = ctx.ruri().to_string();
-    let next_hop = dest
-        .map(outbound_uri)
-        .or_else(|| ctx.du.clone())
-        .or_else(|| outbound.map(outbound_uri))
-        .unwrap_or_else(|| ruri.clone());
-    let hop = uri_dest(env.sockets, &next_hop, env.resolve)?;
+    let next_hop = dest.map(outbound_uri).or_else(|| ctx.du.clone()).or_else(|| outbound.map(outbound_uri));
+    let hop = uri_dest(env.sockets, next_hop.as_deref().unwrap_or(&ruri), env.resolve)?;
     let out = out_listener(env.sockets, ctx, &hop).cloned().ok_or(DestError::NoSocket)?;
     let param = format!("z9hG4bKsl{}", stateless_tag(&ctx.msg).trim_start_matches("sl"));
     let stamped = stamp_top_via(&ctx.msg, ctx.src, ctx.force_rport);

@@ -33,8 +33,8 @@ pub struct Bundle {
     pub loaded_at: SystemTime,
     /// The files read to build it: the script and the modules found on disk.
     pub sources: Vec<PathBuf>,
-    /// Module aliases in force (`import "x" as y;` → `y`), for `siprox check`.
-    pub(crate) modules: HashMap<String, Shared<Module>>,
+    /// The imported modules' ASTs with their file names, for validation.
+    module_asts: Vec<(String, AST)>,
     hooks: HashSet<String>,
     /// Line of each `fn name(` in the script, for errors Rhai reports without a position.
     fn_lines: HashMap<String, usize>,
@@ -48,6 +48,11 @@ impl Bundle {
     /// Names of the functions the script defines with no parameters (its routes).
     pub fn hooks(&self) -> impl Iterator<Item = &str> {
         self.hooks.iter().map(String::as_str)
+    }
+
+    /// The modules the script imports: (file name, AST).
+    pub fn module_asts(&self) -> impl Iterator<Item = (&str, &AST)> {
+        self.module_asts.iter().map(|(f, a)| (f.as_str(), a))
     }
 
     /// The line where the script defines function `name`.
@@ -97,12 +102,12 @@ pub fn compile(mut engine: Engine, source: Source<'_>) -> Result<Bundle, ScriptE
     ast.set_source(name.as_str());
 
     let mut resolver = Resolver::new(dir.as_deref());
-    let mut modules = HashMap::new();
     for import in imports_of(&ast, &name)? {
         let module = resolver.resolve(&mut engine, &import, 0)?;
-        if let Some(alias) = import.alias.filter(|_| import.top_level) {
-            engine.register_static_module(alias.as_str(), module.clone());
-            modules.insert(alias, module);
+        // Top level or inside a function, the alias is callable from every function: the
+        // import statement itself never runs (hooks are called without the top level).
+        if let Some(alias) = import.alias {
+            engine.register_static_module(alias.as_str(), module);
         }
     }
     engine.set_module_resolver(resolver.static_resolver.clone());
@@ -132,7 +137,7 @@ pub fn compile(mut engine: Engine, source: Source<'_>) -> Result<Bundle, ScriptE
         hash,
         loaded_at: SystemTime::now(),
         sources,
-        modules,
+        module_asts: resolver.asts,
         hooks,
         fn_lines: function_lines(&text),
     })
@@ -154,22 +159,12 @@ fn parse(engine: &Engine, text: &str, name: &str) -> Result<AST, ScriptError> {
 struct Import {
     path: String,
     alias: Option<String>,
-    /// At the script's top level (its alias is then visible in every function).
-    top_level: bool,
     file: String,
     pos: Position,
 }
 
 /// Every import statement of `ast`, top level and inside functions.
 fn imports_of(ast: &AST, file: &str) -> Result<Vec<Import>, ScriptError> {
-    let top: HashSet<Position> = ast
-        .statements()
-        .iter()
-        .filter_map(|s| match s {
-            Stmt::Import(_, pos) => Some(*pos),
-            _ => None,
-        })
-        .collect();
     let mut found = Vec::new();
     let mut bad = None;
     ast.walk(&mut |nodes: &[ASTNode]| {
@@ -179,7 +174,6 @@ fn imports_of(ast: &AST, file: &str) -> Result<Vec<Import>, ScriptError> {
                 Expr::StringConstant(s, _) => found.push(Import {
                     path: s.to_string(),
                     alias: (!alias.name.is_empty()).then(|| alias.name.to_string()),
-                    top_level: top.contains(pos),
                     file: file.to_string(),
                     pos: *pos,
                 }),
@@ -203,6 +197,7 @@ struct Resolver {
     /// (module path, source) of every module compiled, for the content hash.
     loaded: Vec<(String, String)>,
     files: Vec<PathBuf>,
+    asts: Vec<(String, AST)>,
     in_progress: Vec<String>,
 }
 
@@ -223,6 +218,7 @@ impl Resolver {
             done: HashMap::new(),
             loaded: Vec::new(),
             files: Vec::new(),
+            asts: Vec::new(),
             in_progress: Vec::new(),
         }
     }
@@ -258,7 +254,12 @@ impl Resolver {
         ast.set_source(shown.as_str());
         self.in_progress.push(import.path.clone());
         for inner in imports_of(&ast, &shown)? {
-            self.resolve(engine, &inner, depth + 1)?;
+            let module = self.resolve(engine, &inner, depth + 1)?;
+            // The module's own aliases, so that validation knows its `alias::fn()` calls
+            // (at run time its functions see the imports it ran itself).
+            if let Some(alias) = inner.alias {
+                engine.register_static_module(alias.as_str(), module);
+            }
         }
         self.in_progress.pop();
         // The module's own imports run now, against the modules resolved so far.
@@ -271,6 +272,7 @@ impl Resolver {
         self.static_resolver.insert(import.path.as_str(), (*module).clone());
         self.done.insert(import.path.clone(), module.clone());
         self.loaded.push((import.path.clone(), src));
+        self.asts.push((shown, ast));
         if let Some(f) = file {
             self.files.push(f);
         }

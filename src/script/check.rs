@@ -4,7 +4,7 @@
 //! a route that is not defined — as `file:line:col: message` diagnostics.
 
 use super::{compile, Bundle, ScriptError, Source};
-use rhai::{ASTNode, Engine, Expr, Stmt};
+use rhai::{ASTNode, Engine, Expr, Stmt, AST};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,11 +56,26 @@ pub fn check_script(engine: Engine, source: Source<'_>) -> Vec<Diagnostic> {
         Source::File(p) => p.display().to_string(),
         Source::Text { name, .. } => name.to_string(),
     };
-    match compile(engine, source) {
-        Ok(b) => check_bundle(&b),
+    match compile_checked(engine, source) {
+        Ok(_) => Vec::new(),
         Err(ScriptError::At { file, line, col, message }) => vec![Diagnostic { file, line, col, message }],
         Err(ScriptError::Invalid(d)) => d,
         Err(ScriptError::Other(m)) => vec![Diagnostic { file: name, line: 1, col: 1, message: m }],
+    }
+}
+
+/// Compiles and validates, as startup, every reload, `siprox check` and `siprox test` do: a
+/// script with any diagnostic is refused as a whole.
+///
+/// # Errors
+/// As [`compile`], or [`ScriptError::Invalid`] with every diagnostic.
+pub fn compile_checked(engine: Engine, source: Source<'_>) -> Result<Bundle, ScriptError> {
+    let bundle = compile(engine, source)?;
+    let diags = check_bundle(&bundle);
+    if diags.is_empty() {
+        Ok(bundle)
+    } else {
+        Err(ScriptError::Invalid(diags))
     }
 }
 
@@ -69,19 +84,25 @@ const ARMING: &[(&str, &str)] =
     &[("t_on_failure", "failure_route_"), ("t_on_reply", "onreply_route_"), ("t_on_branch", "branch_route_")];
 
 /// What Rhai would only find out when the line runs: unknown functions, wrong arity
-/// (also of `module::fn()` calls), and `t_on_*("x")` naming a route the script lacks.
+/// (also of `module::fn()` calls), and `t_on_*("x")` naming a route the script lacks; in the
+/// script and in every module it imports.
 pub fn check_bundle(bundle: &Bundle) -> Vec<Diagnostic> {
-    let path = bundle.path.as_str();
-    let mut known = known_functions(&bundle.engine.gen_fn_signatures(true));
-    for f in bundle.ast.iter_functions() {
-        known.entry(f.name.to_string()).or_default().insert(f.params.len());
+    // Every import alias is a static module of the engine, so its functions are listed here
+    // as `alias::name(…)`.
+    let engine_fns = known_functions(&bundle.engine.gen_fn_signatures(true));
+    let mut diags = check_ast(&bundle.ast, &bundle.path, &engine_fns, bundle);
+    for (file, ast) in bundle.module_asts() {
+        diags.extend(check_ast(ast, file, &engine_fns, bundle));
     }
-    for (alias, module) in &bundle.modules {
-        for (name, arities) in
-            known_functions(&module.gen_fn_signatures_with_mapper(std::borrow::Cow::Borrowed).collect::<Vec<_>>())
-        {
-            known.entry(format!("{alias}::{name}")).or_default().extend(arities);
-        }
+    diags
+}
+
+/// Checks the calls of one AST (the script's or a module's) against the engine's functions
+/// and its own.
+fn check_ast(ast: &AST, path: &str, engine_fns: &HashMap<String, HashSet<usize>>, bundle: &Bundle) -> Vec<Diagnostic> {
+    let mut known = engine_fns.clone();
+    for f in ast.iter_functions() {
+        known.entry(f.name.to_string()).or_default().insert(f.params.len());
     }
     let mut diags = Vec::new();
     let mut push = |pos: &rhai::Position, message: String| {
@@ -92,7 +113,7 @@ pub fn check_bundle(bundle: &Bundle) -> Vec<Diagnostic> {
             message,
         })
     };
-    bundle.ast.walk(&mut |nodes: &[ASTNode]| {
+    ast.walk(&mut |nodes: &[ASTNode]| {
         let (call, pos) = match nodes.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, pos),
             _ => return true,

@@ -5,8 +5,9 @@
 //! the old bundle (a transaction whose failure_route is armed holds it) finishes on it; the
 //! next request gets the new one. A reload that fails changes nothing that is running.
 
-use super::bundle::{compile, Bundle, Source};
-use super::{api, build_engine, check, run_hook, Limits, Outcome, ScriptError, DEFAULT_SCRIPT};
+use super::bundle::{Bundle, Source};
+use super::check::compile_checked;
+use super::{api, build_engine, run_hook, Limits, Outcome, ScriptError, DEFAULT_SCRIPT};
 use arc_swap::ArcSwap;
 use rhai::Engine;
 use std::path::{Path, PathBuf};
@@ -52,13 +53,6 @@ impl LatencyHistogram {
             .collect();
         LatencySnapshot { cumulative, sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9 }
     }
-
-    fn reset(&self) {
-        for c in &self.counts {
-            c.store(0, Ordering::Relaxed);
-        }
-        self.sum_ns.store(0, Ordering::Relaxed);
-    }
 }
 
 /// Counters of the script room.
@@ -69,15 +63,6 @@ pub struct ScriptStats {
     /// Hooks that ended in an error (a 500 for a request route).
     pub errors: AtomicU64,
     pub hook_latency: LatencyHistogram,
-}
-
-impl ScriptStats {
-    pub fn reset(&self) {
-        self.reloads.store(0, Ordering::Relaxed);
-        self.reload_failures.store(0, Ordering::Relaxed);
-        self.errors.store(0, Ordering::Relaxed);
-        self.hook_latency.reset();
-    }
 }
 
 /// A reload that was refused.
@@ -134,19 +119,13 @@ struct ReloadState {
     last_attempt_failed: bool,
 }
 
-/// Compiles and validates: a script with diagnostics is refused as a whole.
+/// A fresh engine, the script compiled and validated on it.
 fn build(
     limits: Limits,
     register: &(dyn Fn(&mut Engine) + Send + Sync),
     source: Source<'_>,
 ) -> Result<Bundle, ScriptError> {
-    let bundle = compile(build_engine(limits, register), source)?;
-    let diags = check::check_bundle(&bundle);
-    if diags.is_empty() {
-        Ok(bundle)
-    } else {
-        Err(ScriptError::Invalid(diags))
-    }
+    compile_checked(build_engine(limits, register), source)
 }
 
 impl ScriptHost {
@@ -272,8 +251,10 @@ impl ScriptHost {
     /// Runs hook `name` of the current bundle on `ctx`; the context remembers the bundle,
     /// so routes armed for later (failure, reply, branch) run on this same version.
     pub fn run(&self, name: &str, mut ctx: api::Ctx) -> (api::Ctx, Outcome) {
-        let bundle = self.current.load_full();
-        ctx.bundle = Some(bundle.clone());
+        // The guard pins the bundle without touching its reference count; the context's
+        // copy is the one reference a transaction may keep.
+        let bundle = self.current.load();
+        ctx.bundle = Some(Arc::clone(&bundle));
         self.run_on(&bundle, name, ctx)
     }
 
@@ -282,9 +263,21 @@ impl ScriptHost {
         let started = Instant::now();
         let (ctx, outcome) = run_hook(bundle, name, ctx);
         self.stats.hook_latency.record(started.elapsed());
+        self.count(&outcome);
+        (ctx, outcome)
+    }
+
+    /// Runs a hook nested in another (a branch_route inside `t_relay`): counted, but not
+    /// timed apart, since its time is already inside the outer hook's.
+    pub fn run_nested(&self, bundle: &Bundle, name: &str, ctx: api::Ctx) -> (api::Ctx, Outcome) {
+        let (ctx, outcome) = run_hook(bundle, name, ctx);
+        self.count(&outcome);
+        (ctx, outcome)
+    }
+
+    fn count(&self, outcome: &Outcome) {
         if matches!(outcome, Outcome::Error(_)) {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
-        (ctx, outcome)
     }
 }

@@ -16,7 +16,7 @@ mod host;
 mod watch;
 
 pub use bundle::{compile, Bundle, Source};
-pub use check::{check_bundle, check_script, Diagnostic};
+pub use check::{check_bundle, check_script, compile_checked, Diagnostic};
 pub use host::{
     LatencyHistogram, LatencySnapshot, ReloadFailure, Reloaded, ScriptHost, ScriptStats, ScriptStatus,
     LATENCY_BUCKETS_US,

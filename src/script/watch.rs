@@ -16,6 +16,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+/// The longest quiet period honoured.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Error)]
 pub enum WatchError {
     #[error("cannot watch {path}: {source}")]
@@ -42,6 +45,7 @@ struct Watched {
     files: HashSet<(PathBuf, OsString)>,
 }
 
+/// (canonical folder, file name) of a source file; done when the watch is set up.
 fn split(p: &Path) -> Option<(PathBuf, OsString)> {
     let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let dir = dir.canonicalize().ok()?;
@@ -61,8 +65,14 @@ impl Watched {
         w
     }
 
+    /// Whether an event's path is one of the sources. Events name paths under the folders
+    /// as they were given to the watch (canonical), so no file system call is needed here:
+    /// this runs for every change in those folders (a database file beside the script…).
     fn concerns(&self, p: &Path) -> bool {
-        split(p).is_some_and(|key| self.files.contains(&key))
+        match (p.parent(), p.file_name()) {
+            (Some(dir), Some(name)) => self.files.contains(&(dir.to_path_buf(), name.to_os_string())),
+            _ => false,
+        }
     }
 }
 
@@ -75,6 +85,8 @@ pub fn watch(host: Arc<ScriptHost>, debounce: Duration) -> Result<Watcher, Watch
     if host.path().is_none() {
         return Err(WatchError::NoFile);
     }
+    // A quiet period longer than this would only look like a dead watch.
+    let debounce = debounce.min(MAX_DEBOUNCE);
     let (tx, rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let notifier = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
         Ok(ev) if !matches!(ev.kind, EventKind::Access(_)) => {

@@ -16,10 +16,6 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    #[inline]
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -78,19 +74,6 @@ pub struct TmStats {
     pub local: ByClass,
     /// Branches sent downstream (siprox's own `relayed_requests`).
     pub relayed_requests: Counter,
-}
-
-impl TmStats {
-    /// Zeroes every counter (the number of cells in use is a gauge, not kept here).
-    pub fn reset(&self) {
-        self.uas_transactions.reset();
-        self.uac_transactions.reset();
-        self.completed.reset();
-        self.received_replies.reset();
-        self.relayed.reset();
-        self.local.reset();
-        self.relayed_requests.reset();
-    }
 }
 
 #[cfg(test)]

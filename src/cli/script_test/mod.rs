@@ -18,7 +18,7 @@ use crate::app;
 use crate::config::Config;
 use crate::message::SipMsg;
 use crate::proxy::dry_run::{DryRun, HookEnd, ReplyKind, Step};
-use crate::script::{build_engine, check_bundle, compile, Source};
+use crate::script::{build_engine, compile_checked, Source};
 use spec::{prepare, Case, Expect, TestFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -140,12 +140,8 @@ fn load(path: &Path) -> Result<Loaded, Vec<String>> {
     }
     // The same compile and validation as startup and reload.
     let engine = build_engine(app::script_limits(&cfg), &*crate::modules::registrar(&cfg));
-    let bundle = compile(engine, Source::File(&script))
+    let bundle = compile_checked(engine, Source::File(&script))
         .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
-    let diagnostics = check_bundle(&bundle);
-    if !diagnostics.is_empty() {
-        return Err(diagnostics.iter().map(ToString::to_string).collect());
-    }
     let dry = DryRun::new(&cfg, Arc::new(bundle)).map_err(|e| vec![format!("{shown}: config: {e}")])?;
     Ok(Loaded { path: shown, text, dir, file, dry })
 }
