@@ -3,6 +3,7 @@
 //! A module never reaches into the proxy: what needs the network goes through
 //! [`crate::script::api::CoreOps`].
 
+pub mod dispatcher;
 pub mod maxfwd;
 pub mod rr;
 pub mod sl;
