@@ -139,6 +139,9 @@ impl Tm {
     /// [`super::TmHooks::on_stray_reply`].
     pub fn on_reply(&self, reply: SipMsg, src: SocketAddr, proto: Proto) {
         let Some(hooks) = self.hooks.get().cloned() else { return };
+        if reply.top_via().and_then(|(_, v)| v.branch().map(|b| self.on_local_reply(b, &reply))) == Some(true) {
+            return;
+        }
         let found = reply
             .top_via()
             .and_then(|(_, v)| v.branch().and_then(|b| self.parse_branch(b)))

@@ -12,11 +12,13 @@
 
 mod client;
 mod key;
+mod local;
 pub mod select;
 mod server;
 pub mod stats;
 
 pub use key::request_key;
+pub use local::LocalRequest;
 pub use server::top_via_removal;
 pub use stats::{ByClass, Counter, TmStats, STATUS_CLASSES};
 
@@ -244,6 +246,9 @@ pub struct Tm {
     me: OnceLock<std::sync::Weak<Tm>>,
     /// `tm:` statistics.
     pub stats: TmStats,
+    /// Requests this proxy originated, waiting for their final reply, by branch.
+    local: DashMap<String, tokio::sync::oneshot::Sender<u16>>,
+    next_local: AtomicU64,
 }
 
 impl Tm {
@@ -258,6 +263,8 @@ impl Tm {
             next_id: AtomicU64::new(1),
             branch_prefix: format!("z9hG4bK{:08x}", fastrand::u32(..)),
             stats: TmStats::default(),
+            local: DashMap::new(),
+            next_local: AtomicU64::new(1),
         });
         let _ = tm.me.set(Arc::downgrade(&tm));
         tm

@@ -60,8 +60,8 @@ impl ByClass {
 pub struct TmStats {
     /// Cells created for received requests (OpenSIPS `UAS_transactions`).
     pub uas_transactions: Counter,
-    /// Transactions for requests this proxy originates itself (OpenSIPS `UAC_transactions`);
-    /// nothing originates requests yet, the dialog module will.
+    /// Transactions for requests this proxy originates itself (OpenSIPS `UAC_transactions`):
+    /// the dispatcher's probes.
     pub uac_transactions: Counter,
     /// Cells by the class of the first final reply sent upstream (`2xx_transactions` …).
     pub completed: ByClass,

@@ -20,6 +20,8 @@ pub enum RouteKind {
     Local,
     Error,
     Startup,
+    /// `event_route_<name>`: an event with parameters (`$param(x)`), no SIP message.
+    Event,
 }
 
 impl RouteKind {
@@ -135,6 +137,8 @@ pub struct Ctx {
     /// The script version this message is routed by; a transaction keeps it, so the routes
     /// it arms run on the same version even after a reload.
     pub bundle: Option<Arc<crate::script::Bundle>>,
+    /// The event's parameters in an `event_route` (`$param(name)`).
+    pub params: Vec<(String, String)>,
     pub core: Arc<dyn CoreOps>,
 }
 
@@ -179,6 +183,7 @@ impl Ctx {
             reply_headers: String::new(),
             answered: false,
             bundle: None,
+            params: Vec::new(),
             core,
         }
     }

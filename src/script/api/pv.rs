@@ -53,8 +53,9 @@ pub const NAMES: &[&str] = &[
     "var",
     "avp",
     "hdr",
+    "param",
 ];
-pub const WITH_ARG: &[&str] = &["var", "avp", "hdr"];
+pub const WITH_ARG: &[&str] = &["var", "avp", "hdr", "param"];
 /// Names that are Rhai keywords, taken as the literal symbol after `$`.
 const KEYWORD_NAMES: &[&str] = &["var", "fn"];
 /// Names that may be assigned.
@@ -245,6 +246,7 @@ pub fn get(name: &str, arg: &str) -> FnResult<Dynamic> {
             "T_branch_idx" => Dynamic::from(ctx.branch_idx),
             "avp" => ctx.avps.get(arg).cloned().unwrap_or(Dynamic::UNIT),
             "hdr" => m.headers_by_text(arg).next().map(|h| s(m.text(h.value))).unwrap_or(Dynamic::UNIT),
+            "param" => ctx.params.iter().find(|(k, _)| k == arg).map(|(_, v)| s(v)).unwrap_or(Dynamic::UNIT),
             other => return Err(script_error(format!("unknown pseudo-variable ${other}"))),
         })
     })?

@@ -1,0 +1,106 @@
+//! Requests the proxy originates itself (OpenSIPS `t_request` / `t_uac`): the dispatcher's
+//! OPTIONS probes, later keepalives. A non-INVITE client transaction (RFC 3261 §17.1.2)
+//! reduced to what a prober needs: send, retransmit over UDP (Timer E: T1 doubling up to
+//! T2), and the status of the first final reply, or `None` when none came in time.
+
+use super::{Dest, Tm};
+use crate::message::SipMsg;
+use crate::transport::Proto;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct LocalRequest {
+    /// `OPTIONS`, or `ds_ping_method`.
+    pub method: String,
+    /// Request-URI (the destination probed).
+    pub ruri: String,
+    /// The From URI (`ds_ping_from`).
+    pub from: String,
+    pub max_forwards: u32,
+    pub dest: Dest,
+    /// `host:port` for our Via (the sending socket's advertised address).
+    pub via_addr: String,
+}
+
+impl Tm {
+    /// Sends `req` and waits for its final reply, at most `timeout`. Provisional replies
+    /// are ignored; a reply arrives through [`Tm::on_reply`] like any other.
+    pub async fn request_local(&self, req: LocalRequest, timeout: Duration) -> Option<u16> {
+        let n = self.next_local.fetch_add(1, Ordering::Relaxed);
+        let branch = format!("{}.L{n:x}", self.branch_prefix);
+        let bytes = Bytes::from(render(&req, &branch, n));
+        let (tx, mut rx) = oneshot::channel();
+        self.local.insert(branch.clone(), tx);
+        self.stats.uac_transactions.inc();
+        let d = req.dest;
+        let sent = self.tp.send(d.proto, d.listener, d.addr, bytes.clone());
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut every = self.timers.t1;
+        let answer = match sent {
+            Err(e) => {
+                tracing::debug!(uri = %req.ruri, error = %e, "local request not sent");
+                None
+            }
+            Ok(()) => loop {
+                let wake = (tokio::time::Instant::now() + every).min(deadline);
+                tokio::select! {
+                    code = &mut rx => break code.ok(),
+                    _ = tokio::time::sleep_until(wake) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break None;
+                        }
+                        // Timer E (§17.1.2.2): only unreliable transports retransmit.
+                        if d.proto == Proto::Udp {
+                            let _ = self.tp.send(d.proto, d.listener, d.addr, bytes.clone());
+                        }
+                        every = (every * 2).min(self.timers.t2);
+                    }
+                }
+            },
+        };
+        self.local.remove(&branch);
+        answer
+    }
+
+    /// A reply to one of our own requests: hands its status to the waiting request (a
+    /// final one) and says it was ours. Called before cell matching.
+    pub(super) fn on_local_reply(&self, branch: &str, reply: &SipMsg) -> bool {
+        let Some(rest) = branch.strip_prefix(self.branch_prefix.as_str()) else { return false };
+        if !rest.starts_with(".L") {
+            return false;
+        }
+        let code = reply.status().unwrap_or(0);
+        if code >= 200 {
+            if let Some((_, tx)) = self.local.remove(branch) {
+                let _ = tx.send(code);
+            }
+        }
+        true
+    }
+}
+
+/// The request as sent: RFC 3261 §8.1.1 mandatory headers, no body.
+fn render(req: &LocalRequest, branch: &str, n: u64) -> String {
+    let tag = format!("{:08x}", fastrand::u32(..));
+    let via_host = req.via_addr.rsplit_once(':').map_or(req.via_addr.as_str(), |(h, _)| h);
+    format!(
+        "{method} {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/{proto} {via};branch={branch};rport\r\n\
+         Max-Forwards: {mf}\r\n\
+         From: <{from}>;tag={tag}\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: {tag}-{n:x}@{via_host}\r\n\
+         CSeq: 1 {method}\r\n\
+         Content-Length: 0\r\n\r\n",
+        method = req.method,
+        ruri = req.ruri,
+        proto = req.dest.proto.via_token(),
+        via = req.via_addr,
+        mf = req.max_forwards,
+        from = req.from,
+    )
+}
