@@ -77,8 +77,8 @@ fn bench(c: &mut Criterion) {
     let cfg = Config::default();
     let engine = build_engine(Limits::default(), &*siprox::modules::registrar(&cfg));
     let src =
-        format!("fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}", include_str!("lb.rhai"));
-    let bundle = compile(engine, Source::Text { text: &src, name: "benches/lb.rhai" }).expect("bench script compiles");
+        format!("fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}", include_str!("lb-static.rhai"));
+    let bundle = compile(engine, Source::Text { text: &src, name: "benches/lb-static.rhai" }).expect("bench script compiles");
     let core = Arc::new(CountingCore::default());
     let src_addr = "127.0.0.1:5090".parse().expect("addr");
     let local = "127.0.0.1:5060".parse().expect("addr");

@@ -3,13 +3,23 @@
 #   PROXY_CMD="$PWD/benches/siprox-bench.sh" ../shared/bench/run-kamailio.sh call
 # It writes a config and a route script for the harness's backends ($BACKEND_PORTS) into
 # $RUN_DIR and execs the release binary (build it first: cargo build --release).
+#   SIPROX_ROUTE=ds (default)  benches/lb.rhai: dispatcher set 1, round robin, provisioned
+#                              into a fresh SQLite database with `siprox ctl dispatcher add`
+#   SIPROX_ROUTE=static        benches/lb-static.rhai: round robin over a list in the script
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${SIPROX_BIN:-$here/../target/release/siprox}
 dir=${RUN_DIR:-$(mktemp -d)}
-backends=""
-for p in ${BACKEND_PORTS:-5081 5082}; do backends="$backends\"sip:127.0.0.1:$p\", "; done
-{ echo "fn backends() { [${backends%, }] }"; cat "$here/lb.rhai"; } > "$dir/lb.rhai"
+route=${SIPROX_ROUTE:-ds}
+ports=${BACKEND_PORTS:-5081 5082}
+if [ "$route" = static ]; then
+  backends=""
+  for p in $ports; do backends="$backends\"sip:127.0.0.1:$p\", "; done
+  { echo "fn backends() { [${backends%, }] }"; cat "$here/lb-static.rhai"; } > "$dir/lb.rhai"
+else
+  cp "$here/lb.rhai" "$dir/lb.rhai"
+fi
+rm -f "$dir/bench.db"
 cat > "$dir/siprox.toml" <<TOML
 [core]
 listen = ["udp:127.0.0.1:5060"]
@@ -17,7 +27,16 @@ script = "lb.rhai"
 workers = ${SIPROX_WORKERS:-0}
 log_level = "warn"
 
+[db]
+url = "sqlite://$dir/bench.db"
+
 [mi]
 listen = ""   # no management interface: the bench must not depend on port 8888 being free
 TOML
+if [ "$route" != static ]; then
+  "$bin" migrate -c "$dir/siprox.toml" > /dev/null
+  for p in $ports; do
+    "$bin" ctl -c "$dir/siprox.toml" dispatcher add 1 "sip:127.0.0.1:$p" > /dev/null 2>&1 || true
+  done
+fi
 exec "$bin" run -c "$dir/siprox.toml"

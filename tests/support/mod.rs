@@ -624,6 +624,19 @@ impl RunningSipp {
         self.logged_messages("sent").into_iter().filter(|m| m.starts_with(start)).collect()
     }
 
+    /// Stops it now (SIGTERM, then SIGKILL): a backend that dies mid-run.
+    pub fn kill(&mut self) {
+        self.child.stop();
+        self.done = Some(None);
+    }
+
+    /// SIPp's cumulative `Failed call` count from its final statistics screen.
+    pub fn failed_calls(&self) -> Option<u64> {
+        let out = fs::read_to_string(&self.out).ok()?;
+        let line = out.lines().rev().find(|l| l.trim_start().starts_with("Failed call"))?;
+        line.split('|').nth(2)?.trim().parse().ok()
+    }
+
     pub fn report(&self) -> String {
         let mut s =
             format!("== sipp {} output (tail of {}):\n{}\n", self.name, self.out.display(), tail(&self.out, 60));

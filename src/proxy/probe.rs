@@ -1,0 +1,106 @@
+//! The network side of dispatcher probing (spec §6.4): every `ds_ping_interval` an OPTIONS
+//! (`ds_ping_method`) to each destination the dispatcher wants probed, from the socket its set
+//! uses; the outcome goes back to the dispatcher, and a state change is logged and raised
+//! as `event_route_E_DISPATCHER_STATUS` when the script defines it.
+//!
+//! A probe that gets no final reply within the ping interval (or `fr_timeout`, when shorter)
+//! counts as a 408: a stopped backend is then found within interval × threshold, plus the
+//! interval, rather than after OpenSIPS's `fr_timeout` per probe.
+
+use super::util::{socket_listener, uri_dest, Resolve};
+use super::Proxy;
+use crate::message::SipMsg;
+use crate::modules::dispatcher::{Dispatcher, ProbeTarget, StateChange};
+use crate::script::api::{Ctx, RouteKind};
+use crate::script::Outcome;
+use crate::transaction::{Dest, LocalRequest};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The event route a state change raises (OpenSIPS `E_DISPATCHER_STATUS`).
+const EVENT_ROUTE: &str = "event_route_E_DISPATCHER_STATUS";
+
+/// Starts the probe loop when `ds_ping_interval` is set; it ends with the runtime.
+pub fn start(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, fr_timeout: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let every = ds.ping_interval()?;
+    let timeout = every.min(fr_timeout).max(Duration::from_millis(100));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            for target in ds.probe_targets() {
+                tokio::spawn(probe_one(proxy.clone(), ds.clone(), target, timeout));
+            }
+        }
+    }))
+}
+
+async fn probe_one(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, target: ProbeTarget, timeout: Duration) {
+    let code = match local_request(&proxy, &ds, &target).await {
+        Some(req) => proxy.tm.request_local(req, timeout).await,
+        None => None,
+    };
+    if let Some(change) = ds.probe_result(&target, code) {
+        announce(&proxy, &change);
+    }
+}
+
+/// The probe for `target`: where to send it and from which socket.
+async fn local_request(proxy: &Proxy, ds: &Dispatcher, target: &ProbeTarget) -> Option<LocalRequest> {
+    let tp = proxy.tp.clone();
+    let uri = target.uri.clone();
+    // A host name is looked up with the system resolver, which blocks: off the workers.
+    let hop = tokio::task::spawn_blocking(move || uri_dest(tp.sockets(), &uri, Resolve::System)).await.ok();
+    let hop = match hop {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => {
+            tracing::debug!(uri = %target.uri, error = ?e, "destination not probed");
+            return None;
+        }
+        None => return None,
+    };
+    let sockets = proxy.tp.sockets();
+    let wanted = target.socket.as_deref().or(ds.probing_socket());
+    let listener = wanted
+        .and_then(|s| socket_listener(sockets, s))
+        .filter(|&id| sockets.listener(id).is_some_and(|l| l.proto == hop.proto))
+        .or_else(|| sockets.pick_listener(hop.proto, &hop.addr, None))?;
+    let out = sockets.listener(listener)?;
+    Some(LocalRequest {
+        method: ds.ping_method().to_string(),
+        ruri: target.uri.clone(),
+        from: ds.ping_from().to_string(),
+        max_forwards: ds.ping_maxfwd(),
+        dest: Dest { proto: hop.proto, addr: hop.addr, listener: Some(listener) },
+        via_addr: out.advertised.clone(),
+    })
+}
+
+/// Logs a state change and runs the event route with OpenSIPS's parameters
+/// (`group`, `address`, `status`, `partition`).
+fn announce(proxy: &Proxy, change: &StateChange) {
+    tracing::info!(
+        set = change.setid,
+        uri = %change.uri,
+        from = change.old.as_str(),
+        to = change.new.as_str(),
+        "dispatcher destination state changed"
+    );
+    if !proxy.script.has_hook(EVENT_ROUTE) {
+        return;
+    }
+    let none = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut ctx = Ctx::new(RouteKind::Event, SipMsg::empty(), none, "udp", none, proxy.core());
+    ctx.params = vec![
+        ("group".into(), change.setid.to_string()),
+        ("address".into(), change.uri.clone()),
+        ("status".into(), change.new.as_str().to_string()),
+        ("partition".into(), "default".into()),
+    ];
+    let (_, outcome) = proxy.script.run(EVENT_ROUTE, ctx);
+    if let Outcome::Error(e) = outcome {
+        tracing::error!(error = %e, "event_route_E_DISPATCHER_STATUS failed");
+    }
+}

@@ -1,0 +1,221 @@
+//! The dispatcher end to end (issue 4): destinations provisioned in the proxy's own SQLite
+//! database with `siprox ctl dispatcher add`, loaded with `ds_reload`, SIPp backends that
+//! answer calls and OPTIONS probes.
+//!
+//! - Distribution: weighted round robin is exact, Call-ID hashing uses every backend.
+//! - Probing: a backend stopped mid-run leaves the set within interval × threshold plus a
+//!   second, calls carry on through failover, and it comes back when it answers again.
+//! - `ds_reload` under load: a fourth backend starts taking calls, none fails.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fs;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// `siprox ctl -c <proxy config> ARGS…`, which must succeed; its stdout.
+fn ctl(proxy: &Proxy, args: &[&str]) -> String {
+    let out = Command::new(siprox_bin())
+        .arg("ctl")
+        .arg("-c")
+        .arg(proxy.config_path())
+        .args(args)
+        .output()
+        .expect("run siprox ctl");
+    assert!(
+        out.status.success(),
+        "siprox ctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// State of every destination (`URI` → `state`) from `ds_list`.
+fn states(proxy: &Proxy) -> HashMap<String, String> {
+    let v: Value = serde_json::from_str(&ctl(proxy, &["--json", "ds_list"])).expect("ds_list --json");
+    let mut out = HashMap::new();
+    for part in v["PARTITIONS"].as_array().into_iter().flatten() {
+        for set in part["SETS"].as_array().into_iter().flatten() {
+            for d in set["Destinations"].as_array().into_iter().flatten() {
+                out.insert(d["URI"].as_str().unwrap_or("").to_string(), d["state"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    out
+}
+
+fn uri(port: u16) -> String {
+    format!("sip:127.0.0.1:{port}")
+}
+
+/// A route that picks from set `set` with algorithm `alg` and logs the pick.
+fn picking(set: u32, alg: u32, version: u32) -> String {
+    format!(
+        r#"// dispatcher test route, version {version}
+fn route() {{
+{ROUTE_HEAD}    record_route();
+    if ds_select_dst({set}, {alg}) != 1 {{
+        send_reply(503, "No destination");
+        exit();
+    }}
+    xlog("L_INFO", "DS-PICK v{version} $du\n");
+    if t_relay() < 0 {{ sl_reply_error(); }}
+}}
+"#
+    )
+}
+
+/// How often each destination was picked by route version `version`.
+fn picks(proxy: &Proxy, version: u32) -> HashMap<String, usize> {
+    let marker = format!("DS-PICK v{version} ");
+    let mut out = HashMap::new();
+    for line in proxy.log_text().lines() {
+        if let Some(rest) = line.split(&marker).nth(1) {
+            let du = rest.split_whitespace().next().unwrap_or("").to_string();
+            *out.entry(du).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Rewrites the route script and waits until the proxy runs it.
+fn load_script(proxy: &Proxy, text: &str) {
+    let before = proxy.log_text().matches("script reloaded").count();
+    fs::write(proxy.dir.join("route.rhai"), text).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while proxy.log_text().matches("script reloaded").count() == before {
+        assert!(Instant::now() < end, "the new script was not loaded:\n{}", proxy.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn backends(proxy: &Proxy, n: usize) -> (Vec<u16>, Vec<RunningSipp>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let running = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            Sipp::uas(&format!("uas-{i}"), "uas-ds.xml", p, Proto::Udp).calls(1_000_000).timeout_s(120).spawn(&proxy.dir)
+        })
+        .collect();
+    (ports, running)
+}
+
+fn calls(proxy: &Proxy, name: &str, n: u32, rate: u32) -> RunningSipp {
+    Sipp::uac(name, "uac-call.xml", proxy, Proto::Udp)
+        .calls(n)
+        .timeout_s(60)
+        .arg("-r")
+        .arg(&rate.to_string())
+        .spawn(&proxy.dir)
+}
+
+#[test]
+fn round_robin_is_exact_weights_proportional_and_hashing_uses_every_backend() {
+    let proxy = Proxy::start("ds-spread", &picking(1, 4, 1));
+    let (ports, _uas) = backends(&proxy, 3);
+    for (i, &p) in ports.iter().enumerate() {
+        ctl(&proxy, &["dispatcher", "add", "1", &uri(p)]);
+        ctl(&proxy, &["dispatcher", "add", "2", &uri(p), &format!("weight={}", i + 1)]);
+    }
+    ctl(&proxy, &["ds_reload"]);
+    assert_eq!(states(&proxy).len(), 3, "three destinations loaded: {:?}", states(&proxy));
+
+    // Algorithm 4 with equal weights: plain round robin, exact.
+    calls(&proxy, "uac-rr", 30, 30).assert_success();
+    let got = picks(&proxy, 1);
+    for &p in &ports {
+        assert_eq!(got.get(&uri(p)), Some(&10), "round robin over 3 x 30 calls: {got:?}");
+    }
+
+    // Algorithm 4 with weights 1, 2, 3: each entry is kept for `weight` picks.
+    load_script(&proxy, &picking(2, 4, 2));
+    calls(&proxy, "uac-weights", 60, 40).assert_success();
+    let got = picks(&proxy, 2);
+    let counts: Vec<usize> = ports.iter().map(|&p| got.get(&uri(p)).copied().unwrap_or(0)).collect();
+    assert_eq!(counts, [10, 20, 30], "weights 1:2:3 over 60 calls: {got:?}");
+
+    // Algorithm 0: Call-ID hash; every backend takes a share.
+    load_script(&proxy, &picking(1, 0, 3));
+    calls(&proxy, "uac-hash", 60, 40).assert_success();
+    let got = picks(&proxy, 3);
+    for &p in &ports {
+        let n = got.get(&uri(p)).copied().unwrap_or(0);
+        assert!(n >= 5, "Call-ID hashing left {} nearly unused: {got:?}", uri(p));
+    }
+    proxy.stop();
+}
+
+#[test]
+fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
+    let script = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lb.rhai")).expect("scripts/lb.rhai");
+    let probing = "\n[dispatcher]\nds_ping_interval = 1\nds_probing_threshold = 2\nds_probing_mode = 1\n";
+    let proxy = Proxy::start_with("ds-probe", &script, probing);
+    let (ports, mut uas) = backends(&proxy, 3);
+    for &p in &ports {
+        ctl(&proxy, &["dispatcher", "add", "1", &uri(p)]);
+    }
+    ctl(&proxy, &["ds_reload"]);
+    let all_active = |s: &HashMap<String, String>| ports.iter().all(|&p| s.get(&uri(p)).is_some_and(|x| x == "Active"));
+    assert!(all_active(&states(&proxy)), "{:?}", states(&proxy));
+
+    let mut uac = calls(&proxy, "uac", 300, 25);
+    thread::sleep(Duration::from_secs(3));
+    let dead = uri(ports[1]);
+    uas[1].kill();
+    let killed = Instant::now();
+    // ds_ping_interval x ds_probing_threshold + 1 s (and a little scheduling slack).
+    let limit = Duration::from_millis(3500);
+    loop {
+        let st = states(&proxy);
+        if st.get(&dead).is_some_and(|s| s != "Active") {
+            break;
+        }
+        assert!(killed.elapsed() < limit, "{dead} still {:?} after {:?}", st.get(&dead), killed.elapsed());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let found_after = killed.elapsed();
+
+    // It answers again: the next good probe brings it back.
+    thread::sleep(Duration::from_secs(2));
+    let _again = Sipp::uas("uas-1-again", "uas-ds.xml", ports[1], Proto::Udp)
+        .calls(1_000_000)
+        .timeout_s(120)
+        .spawn(&proxy.dir);
+    let back = Instant::now();
+    while states(&proxy).get(&dead).is_none_or(|s| s != "Active") {
+        assert!(back.elapsed() < Duration::from_secs(4), "{dead} not re-enabled: {:?}", states(&proxy));
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // Only calls in flight at the kill may fail (their BYE goes to the dead backend).
+    let _ = uac.wait();
+    let failed = uac.failed_calls().unwrap_or_else(|| panic!("no SIPp statistics:\n{}", uac.report()));
+    assert!(failed <= 3, "{failed} calls failed (found dead after {found_after:?}):\n{}", uac.report());
+    let log = proxy.log_text();
+    assert!(log.contains("dispatcher destination state changed"), "state changes are logged:\n{log}");
+    proxy.stop();
+}
+
+#[test]
+fn ds_reload_under_load_brings_in_a_fourth_backend_without_a_failed_call() {
+    let proxy = Proxy::start("ds-reload", &picking(1, 4, 1));
+    let (ports, _uas) = backends(&proxy, 4);
+    for &p in &ports[..3] {
+        ctl(&proxy, &["dispatcher", "add", "1", &uri(p)]);
+    }
+    ctl(&proxy, &["ds_reload"]);
+    let mut uac = calls(&proxy, "uac", 200, 40);
+    thread::sleep(Duration::from_secs(2));
+    ctl(&proxy, &["dispatcher", "add", "1", &uri(ports[3])]);
+    ctl(&proxy, &["ds_reload"]);
+    uac.assert_success();
+    let got = picks(&proxy, 1);
+    assert!(got.get(&uri(ports[3])).copied().unwrap_or(0) > 0, "the fourth backend took no call: {got:?}");
+    proxy.stop();
+}
