@@ -426,9 +426,10 @@ fn closed_port() -> u16 {
 #[test]
 fn unreachable_server_fails_fast_and_retries_are_counted() {
     let port = closed_port();
-    for url in
-        [format!("postgres://postgres:s3cret@127.0.0.1:{port}/test"), format!("mysql://root:s3cret@127.0.0.1:{port}/test")]
-    {
+    for url in [
+        format!("postgres://postgres:s3cret@127.0.0.1:{port}/test"),
+        format!("mysql://root:s3cret@127.0.0.1:{port}/test"),
+    ] {
         rt().block_on(async {
             let opts = DbOptions { timeout: Duration::from_millis(300), ..DbOptions::default() };
             let t0 = Instant::now();

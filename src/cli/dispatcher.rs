@@ -316,7 +316,8 @@ fn row_json(r: &DsRow) -> Value {
 
 /// The rows as aligned columns, OpenSIPS's column names as headers.
 fn render_table(rows: &[DsRow]) -> String {
-    let head = ["id", "setid", "destination", "state", "probe_mode", "weight", "priority", "socket", "attrs", "description"];
+    let head =
+        ["id", "setid", "destination", "state", "probe_mode", "weight", "priority", "socket", "attrs", "description"];
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
     for r in rows {
@@ -357,7 +358,8 @@ mod tests {
 
     #[test]
     fn add_with_options() {
-        let (v, t) = p(&["add", "2", "sip:10.0.0.1:5060;transport=tcp", "weight=5", "priority=3", "attrs=a=b"]).unwrap();
+        let (v, t) =
+            p(&["add", "2", "sip:10.0.0.1:5060;transport=tcp", "weight=5", "priority=3", "attrs=a=b"]).unwrap();
         assert_eq!(t, "dispatcher");
         let Verb::Add(row) = v else { panic!("{v:?}") };
         assert_eq!(row.destination, "sip:10.0.0.1:5060;transport=tcp");

@@ -438,7 +438,9 @@ pub async fn migrate_on_start(db: &Arc<Db>) -> Result<Option<tokio::task::JoinHa
                 };
                 match db.retry("migrations", &policy, || db.migrate()).await {
                     Ok(applied) => log_applied(&db, &applied),
-                    Err(e) => tracing::error!(url = %db.url, error = %e, "migrations failed: the database stays unused until this is fixed (`siprox migrate` shows it)"),
+                    Err(e) => {
+                        tracing::error!(url = %db.url, error = %e, "migrations failed: the database stays unused until this is fixed (`siprox migrate` shows it)")
+                    }
                 }
             })))
         }
@@ -524,7 +526,10 @@ mod tests {
         assert_eq!(redact_url("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("mysql://root@127.0.0.1/test"), "mysql://root@127.0.0.1/test");
         assert_eq!(redact_url("mysql://a:b:c@h"), "mysql://a:***@h");
-        assert_eq!(redact_url("postgres://h/db?user=u&password=x&sslmode=disable"), "postgres://h/db?user=u&password=***&sslmode=disable");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=x&sslmode=disable"),
+            "postgres://h/db?user=u&password=***&sslmode=disable"
+        );
         assert_eq!(redact_url("sqlite://siprox.db"), "sqlite://siprox.db");
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }

@@ -64,7 +64,12 @@ impl RetryPolicy {
 /// # Errors
 /// The last attempt's error, once `policy.max_attempts` is reached or (with
 /// `stop_on_permanent`) at the first error that is not transient.
-pub async fn retry_with_backoff<T, F, Fut>(what: &str, policy: &RetryPolicy, health: &Health, mut op: F) -> Result<T, DbError>
+pub async fn retry_with_backoff<T, F, Fut>(
+    what: &str,
+    policy: &RetryPolicy,
+    health: &Health,
+    mut op: F,
+) -> Result<T, DbError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, DbError>>,
@@ -102,7 +107,11 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_cap() {
-        let p = RetryPolicy { initial: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..Default::default() };
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
         let ms: Vec<u128> = (1..=6).map(|n| p.delay(n).as_millis()).collect();
         assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(p.delay(200), Duration::from_secs(1), "no overflow");

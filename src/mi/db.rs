@@ -65,7 +65,12 @@ fn collect(st: &DbStatus, e: &mut Exposition) {
         "Failed database operations tried again after a pause.",
         st.retries,
     );
-    e.single("siprox_db_up", Kind::Gauge, "1 when the last database operation succeeded.", u8::from(st.up == Some(true)));
+    e.single(
+        "siprox_db_up",
+        Kind::Gauge,
+        "1 when the last database operation succeeded.",
+        u8::from(st.up == Some(true)),
+    );
     e.single("siprox_db_ready", Kind::Gauge, "1 once the migrations are applied.", u8::from(st.ready));
     let last_error =
         st.last_error.as_ref().and_then(|l| l.at.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());

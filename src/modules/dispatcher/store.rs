@@ -147,11 +147,15 @@ pub async fn set_state(db: &Db, table: &str, setid: i64, destination: &str, stat
     };
     db.run(&what, async {
         Ok(match db.pool() {
-            Pool::Sqlite(p) => sqlx::query(&sql).bind(state).bind(setid).bind(destination).execute(p).await?.rows_affected(),
+            Pool::Sqlite(p) => {
+                sqlx::query(&sql).bind(state).bind(setid).bind(destination).execute(p).await?.rows_affected()
+            }
             Pool::Postgres(p) => {
                 sqlx::query(&sql).bind(state).bind(setid).bind(destination).execute(p).await?.rows_affected()
             }
-            Pool::MySql(p) => sqlx::query(&sql).bind(state).bind(setid).bind(destination).execute(p).await?.rows_affected(),
+            Pool::MySql(p) => {
+                sqlx::query(&sql).bind(state).bind(setid).bind(destination).execute(p).await?.rows_affected()
+            }
         })
     })
     .await
