@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             siprox::app::script_limits(&cfg),
             siprox::modules::registrar(&cfg),
         )?;
-        let _running = siprox::app::start_with(&cfg, host)?;
+        // Nothing to keep between runs: an in-memory database.
+        let db = siprox::db::Db::open("sqlite::memory:").await?;
+        db.migrate().await?;
+        let _running = siprox::app::start_with(&cfg, host, std::sync::Arc::new(db))?;
         tracing::info!("minimal_proxy ready on 127.0.0.1:5070");
         tokio::signal::ctrl_c().await?;
         Ok::<_, Box<dyn std::error::Error>>(())

@@ -1,6 +1,7 @@
 //! The composition root: builds every room from the configuration and wires them together.
 
 use crate::config::Config;
+use crate::db::{self, Db, DbError};
 use crate::mi::{self, Mi};
 use crate::modules;
 use crate::proxy::Proxy;
@@ -22,6 +23,8 @@ pub enum AppError {
     Transport(#[from] TpError),
     #[error(transparent)]
     Mi(#[from] mi::ServerError),
+    #[error("database: {0}")]
+    Db(#[from] DbError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,19 +60,48 @@ pub struct Running {
     pub mi: Arc<Mi>,
     /// Its HTTP server, once [`start`] or [`serve_mi`] started it.
     pub mi_server: Option<mi::Server>,
+    /// The database of `[db] url`: migrated, or (PostgreSQL/MySQL down at start) being
+    /// migrated in the background ([`Db::wait_ready`]).
+    pub db: Arc<Db>,
+    /// That background migration, stopped with the proxy.
+    db_migration: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Binds the sockets (SIP and management interface) and starts serving. Must run inside a
-/// tokio runtime.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = self.db_migration.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Opens `[db] url` and migrates it as start-up does (docs/database.md): SQLite at once,
+/// fatal on error; PostgreSQL/MySQL that cannot be reached are migrated in the background
+/// (the task is returned) while SIP starts.
 ///
 /// # Errors
-/// The script does not compile or a socket cannot be bound.
-pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
+/// A bad URL, a SQLite file that cannot be opened, a migration that fails.
+pub async fn open_db(cfg: &Config) -> Result<(Arc<Db>, Option<tokio::task::JoinHandle<()>>), AppError> {
+    let db = Arc::new(Db::open_config(&cfg.db).await?);
+    tracing::info!(url = %db.url(), backend = db.backend().name(), "database");
+    let task = db::migrate_on_start(&db).await?;
+    Ok((db, task))
+}
+
+/// Binds the sockets (SIP and management interface), opens and migrates the database, and
+/// starts serving. Must run inside a tokio runtime.
+///
+/// # Errors
+/// The script does not compile, a socket cannot be bound, or the database cannot be used
+/// (see [`open_db`]).
+pub async fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
     // The management port first: a taken port stops start-up before any SIP socket is open.
     let mi_listener = cfg.mi.addr()?.map(mi::bind).transpose()?;
     let path = script_path(cfg, from_file);
     let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
-    let mut running = start_with(cfg, host)?;
+    let (db, db_migration) = open_db(cfg).await?;
+    let mut running = start_with(cfg, host, db)?;
+    running.db_migration = db_migration;
     if let Some(listener) = mi_listener {
         serve_mi_on(cfg, &mut running, listener)?;
     }
@@ -77,11 +109,12 @@ pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
     Ok(running)
 }
 
-/// Starts serving with a script host built by the caller (embedding, examples, tests).
+/// Starts serving with a script host and a database opened by the caller (embedding,
+/// examples, tests; `Db::open("sqlite::memory:")` when nothing is kept).
 ///
 /// # Errors
 /// A socket cannot be bound.
-pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
+pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>) -> Result<Running, AppError> {
     let workers = match cfg.core.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -92,12 +125,13 @@ pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
     let mi = Arc::new(Mi::new());
     let core = mi::builtin::Core { proxy: proxy.clone(), tm: tm.clone(), started: std::time::SystemTime::now() };
     mi::builtin::install(&mi, core);
+    mi::db::install(&mi, db.clone());
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
     }
     proxy.startup();
-    Ok(Running { transport, tm, proxy, mi, mi_server: None })
+    Ok(Running { transport, tm, proxy, mi, mi_server: None, db, db_migration: None })
 }
 
 /// Starts the management interface of a proxy started with [`start_with`] on `[mi] listen`
@@ -135,7 +169,7 @@ pub async fn reload_script(host: Arc<ScriptHost>, trigger: &'static str) -> Resu
 /// # Errors
 /// As [`start`].
 pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
-    let running = start(&cfg, from_file)?;
+    let running = start(&cfg, from_file).await?;
     let host = running.proxy.script().clone();
     let _watch = if cfg.core.script_watch && host.path().is_some() {
         match script::watch(host.clone(), Duration::from_millis(cfg.core.script_debounce_ms)) {
@@ -162,5 +196,9 @@ pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
         }
     }
     tracing::info!("siprox stopping");
+    let db = running.db.clone();
+    drop(running);
+    // SQLite folds its write-ahead log back into the file; a server gets a clean goodbye.
+    let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
     Ok(())
 }

@@ -90,14 +90,21 @@ impl Default for CoreConfig {
     }
 }
 
+/// The database (docs/database.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbConfig {
+    /// `sqlite://FILE` (relative to the working directory; created and migrated on start),
+    /// `postgres://user:pass@host:port/db` or `mysql://user:pass@host:port/db`.
     pub url: String,
+    /// Longest wait for one database operation, connecting included, milliseconds.
+    pub timeout_ms: u64,
+    /// Connections in the pool (SQLite: readers share them; one writer at a time).
+    pub max_connections: u32,
 }
 impl Default for DbConfig {
     fn default() -> Self {
-        DbConfig { url: "sqlite://siprox.db".into() }
+        DbConfig { url: "sqlite://siprox.db".into(), timeout_ms: 5000, max_connections: 4 }
     }
 }
 

@@ -11,6 +11,7 @@
 //! | [`transaction`] | RFC 3261 §17 cells, timers, CANCEL, reply selection |
 //! | [`script`] | the Rhai engine, pseudo-variables, hooks, the script↔core contract |
 //! | [`modules`] | maxfwd, rr, sl, tm script surfaces (OpenSIPS module anatomy) |
+//! | [`db`] | sqlx pools (SQLite, PostgreSQL, MySQL), embedded migrations, health, retries |
 //! | [`proxy`] | the pipeline: hooks in, decisions carried out |
 //! | [`mi`] | management interface: JSON-RPC commands, statistics, Prometheus metrics |
 //! | [`app`], [`cli`] | wiring and the command line |
@@ -21,6 +22,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod message;
 pub mod mi;
 pub mod modules;

@@ -3,6 +3,10 @@
 //! One JSON-RPC call to `POST /mi`; the result is printed as an indented `key: value` tree,
 //! or as JSON with `--json`. Exit status: 0 answered, 1 the command failed (the MI error's
 //! code and message are printed), 2 it could not be asked (no server, HTTP error, bad URL).
+//!
+//! `siprox ctl dispatcher …` is the one command answered here first: it changes the
+//! dispatcher table in the database of `[db] url`, then asks for `ds_reload`
+//! (cli/dispatcher.rs).
 
 use crate::config::Config;
 use bytes::Bytes;
@@ -33,7 +37,8 @@ pub struct CtlArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// The command (`siprox ctl which` lists them).
+    /// The command (`siprox ctl which` lists them), or `dispatcher` followed by
+    /// `add SETID URI [weight=W …]`, `rm SETID URI`, `rm id=ID`, `list [SETID]` or `reload`.
     pub command: String,
     /// Arguments: `name=value` (named) or `value` (positional), not both kinds at once.
     #[arg(allow_hyphen_values = true)]
@@ -200,7 +205,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Where to send and with which token: flags, then the environment, then the config.
-fn target(args: &CtlArgs) -> Result<(String, Option<String>), String> {
+pub(crate) fn target(args: &CtlArgs) -> Result<(String, Option<String>), String> {
     let cfg = match &args.config {
         Some(p) => Some(Config::load(p).map_err(|e| e.to_string())?),
         None => None,
@@ -221,6 +226,9 @@ fn target(args: &CtlArgs) -> Result<(String, Option<String>), String> {
 
 /// Runs `siprox ctl`.
 pub fn main(args: CtlArgs) -> ExitCode {
+    if args.command == "dispatcher" {
+        return super::dispatcher::main(&args);
+    }
     match ask(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -230,21 +238,36 @@ pub fn main(args: CtlArgs) -> ExitCode {
     }
 }
 
+/// Sends one JSON-RPC request to the management interface at `url`; the answer object
+/// (`result` or `error` inside).
+///
+/// # Errors
+/// The server cannot be reached, answers no HTTP 200, or no JSON.
+pub(crate) async fn call(
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    params: Value,
+    wait: Duration,
+) -> Result<Value, String> {
+    let request = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 1 });
+    let (status, body) = post(url, token, request.to_string(), wait).await?;
+    let text = String::from_utf8_lossy(&body);
+    if status != 200 {
+        return Err(format!("{url} answered HTTP {status}: {}", text.trim()));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{url} answered no JSON ({e}): {text}"))
+}
+
 fn ask(args: &CtlArgs) -> Result<ExitCode, String> {
     let (url, token) = target(args)?;
     let params = build_params(&args.args)?;
-    let request = json!({ "jsonrpc": "2.0", "method": args.command, "params": params, "id": 1 });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     let wait = Duration::from_secs(args.timeout.max(1));
-    let (status, body) = rt.block_on(post(&url, token.as_deref(), request.to_string(), wait))?;
-    let text = String::from_utf8_lossy(&body);
-    if status != 200 {
-        return Err(format!("{url} answered HTTP {status}: {}", text.trim()));
-    }
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| format!("{url} answered no JSON ({e}): {text}"))?;
+    let answer = rt.block_on(call(&url, token.as_deref(), &args.command, params, wait))?;
     if let Some(err) = answer.get("error") {
         print_error(err);
         return Ok(ExitCode::from(1));
@@ -258,7 +281,7 @@ fn ask(args: &CtlArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_error(err: &Value) {
+pub(crate) fn print_error(err: &Value) {
     let code = err.get("code").map(Value::to_string).unwrap_or_else(|| "?".into());
     let message = err.get("message").and_then(Value::as_str).unwrap_or("(no message)");
     eprintln!("error {code}: {message}");

@@ -1,6 +1,7 @@
-//! Command line: `siprox run`, `siprox check`, `siprox test`, `siprox ctl`.
+//! Command line: `siprox run`, `siprox check`, `siprox test`, `siprox migrate`, `siprox ctl`.
 
 pub mod ctl;
+mod dispatcher;
 pub mod script_test;
 
 use crate::app;
@@ -45,8 +46,15 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Run a management command on a running proxy (JSON-RPC to POST /mi).
+    /// Run a management command on a running proxy (JSON-RPC to POST /mi), or change the
+    /// dispatcher table (`siprox ctl dispatcher add|rm|list|reload …`).
     Ctl(ctl::CtlArgs),
+    /// Apply the database migrations of [db] url (as `siprox run` does) and print them.
+    Migrate {
+        /// Configuration file (TOML); without it, the default `sqlite://siprox.db`.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn init_logs(format: LogFormat, level: &str) {
@@ -120,6 +128,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Ctl(args) => ctl::main(args),
+        Command::Migrate { config } => migrate(config.as_deref(), cli.log_format),
         Command::Check { file } => match check(&file) {
             Ok(d) if d.is_empty() => {
                 println!("{}: ok", file.display());
@@ -145,4 +154,50 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `siprox migrate`: applies what the database lacks, prints each migration applied.
+fn migrate(config: Option<&Path>, log_format: LogFormat) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("siprox: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(log_format, "warn");
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siprox: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async {
+        let db = match crate::db::Db::open_config(&cfg.db).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("siprox migrate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let outcome = db.migrate().await;
+        db.close().await;
+        match outcome {
+            Ok(applied) => {
+                println!("database {} ({})", db.url(), db.backend().name());
+                if applied.is_empty() {
+                    println!("up to date: nothing to apply");
+                }
+                for m in applied {
+                    println!("applied {:04} {}", m.version, m.description);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("siprox migrate: {}: {e}", db.url());
+                ExitCode::from(1)
+            }
+        }
+    })
 }

@@ -14,6 +14,7 @@
 //! [`Registry`] (`mi.commands.register(Command::new("ds_list", &[&[], &["partition"]], h))`).
 
 pub mod builtin;
+pub mod db;
 mod error;
 pub mod metrics;
 mod params;

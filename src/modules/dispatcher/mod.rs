@@ -3,6 +3,8 @@
 //!
 //! (Being built: issue 4. This file fixes the shapes other parts depend on.)
 
+pub mod store;
+
 /// One row of the `dispatcher` table, as OpenSIPS defines it (spec §6.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsRow {
