@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::mi::{self, Mi};
-use crate::modules;
+use crate::modules::{dispatcher, Modules};
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
@@ -57,6 +57,8 @@ pub struct Running {
     pub mi: Arc<Mi>,
     /// Its HTTP server, once [`start`] or [`serve_mi`] started it.
     pub mi_server: Option<mi::Server>,
+    /// The modules the script's functions are bound to (the dispatcher's sets, …).
+    pub modules: Modules,
 }
 
 /// Binds the sockets (SIP and management interface) and starts serving. Must run inside a
@@ -68,8 +70,9 @@ pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
     // The management port first: a taken port stops start-up before any SIP socket is open.
     let mi_listener = cfg.mi.addr()?.map(mi::bind).transpose()?;
     let path = script_path(cfg, from_file);
-    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
-    let mut running = start_with(cfg, host)?;
+    let modules = Modules::new(cfg);
+    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules.registrar())?;
+    let mut running = start_with(cfg, host, modules)?;
     if let Some(listener) = mi_listener {
         serve_mi_on(cfg, &mut running, listener)?;
     }
@@ -77,11 +80,12 @@ pub fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
     Ok(running)
 }
 
-/// Starts serving with a script host built by the caller (embedding, examples, tests).
+/// Starts serving with a script host built by the caller (embedding, examples, tests);
+/// `modules` must be those whose [`Modules::registrar`] the host was built with.
 ///
 /// # Errors
 /// A socket cannot be bound.
-pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
+pub fn start_with(cfg: &Config, host: ScriptHost, modules: Modules) -> Result<Running, AppError> {
     let workers = match cfg.core.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -92,12 +96,24 @@ pub fn start_with(cfg: &Config, host: ScriptHost) -> Result<Running, AppError> {
     let mi = Arc::new(Mi::new());
     let core = mi::builtin::Core { proxy: proxy.clone(), tm: tm.clone(), started: std::time::SystemTime::now() };
     mi::builtin::install(&mi, core);
+    dispatcher::mi::install(&mi, modules.dispatcher.clone(), dispatcher_loader(cfg));
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
     }
     proxy.startup();
-    Ok(Running { transport, tm, proxy, mi, mi_server: None })
+    Ok(Running { transport, tm, proxy, mi, mi_server: None, modules })
+}
+
+/// What `ds_reload` reads the `dispatcher` table with.
+// The database room and modules::dispatcher::store (the table's SQL) plug in here; until
+// they do, there is no table to read and a reload fails, leaving the sets as they are.
+fn dispatcher_loader(cfg: &Config) -> dispatcher::DsLoader {
+    let table = cfg.dispatcher.table_name.clone();
+    std::sync::Arc::new(move || {
+        let table = table.clone();
+        Box::pin(async move { Err(format!("no database store to read the {table:?} table from")) })
+    })
 }
 
 /// Starts the management interface of a proxy started with [`start_with`] on `[mi] listen`

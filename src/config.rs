@@ -25,6 +25,7 @@ pub struct Config {
     pub tm: TmConfig,
     pub rr: RrConfig,
     pub maxfwd: MaxfwdConfig,
+    pub dispatcher: DispatcherConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -206,6 +207,117 @@ impl Default for MaxfwdConfig {
     }
 }
 
+/// dispatcher modparams (OpenSIPS names, units and defaults; docs in
+/// `modules::dispatcher`). Only the default partition exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Table the sets are loaded from.
+    pub table_name: String,
+    /// Seconds between two probing rounds; 0 disables probing (OpenSIPS's default).
+    pub ds_ping_interval: u64,
+    pub ds_ping_method: String,
+    /// From URI of the probes.
+    pub ds_ping_from: String,
+    /// Max-Forwards of the probes (unset: the transaction layer's default).
+    pub ds_ping_maxfwd: Option<u32>,
+    /// Failed probes (or `ds_mark_dst("p")` calls) before an active destination goes to probing.
+    pub ds_probing_threshold: u32,
+    /// 0: probe only destinations in probing state (and rows with `probe_mode` 1);
+    /// 1: probe every destination that is not inactive.
+    pub ds_probing_mode: u8,
+    /// Reply codes that also count as a good probe reply besides 200 (`[501, 403]` or `"501, 403"`).
+    #[serde(deserialize_with = "int_list")]
+    pub options_reply_codes: Vec<i64>,
+    /// Only these sets are probed (empty: every set); `[1, 2]` or `"1,2"`.
+    #[serde(deserialize_with = "int_list")]
+    pub ds_probing_list: Vec<i64>,
+    /// Socket (`proto:ip:port`) probes leave from when the destination names none.
+    pub ds_probing_sock: Option<String>,
+    /// Text with pseudo-variables hashed by algorithm 7 (e.g. `"$fU@$ci"`).
+    pub hash_pvar: Option<String>,
+    /// Pseudo-variable pattern read as the load of each destination by algorithm 9
+    /// (`%u` = the destination URI, `%i` = the set id).
+    pub pvar_algo_pattern: Option<String>,
+    /// Name of the script route scoring each destination for algorithm 10
+    /// (`fn route_<name>(dst_uri, attrs, script_attrs)`).
+    pub algo_route: Option<String>,
+    /// Where `ds_is_in_list` without a set stores the matching set id (`$var(x)` / `$avp(x)`).
+    pub setid_pvar: Option<String>,
+    /// Failover AVPs (`$avp(name)` or the bare name).
+    pub dst_avp: String,
+    pub grp_avp: String,
+    pub cnt_avp: String,
+    pub sock_avp: String,
+    /// AVP receiving the `attrs` of the selected destination (unset: none, as in OpenSIPS).
+    pub attrs_avp: Option<String>,
+    /// Load the `state` column (inactive/probing rows start so) instead of starting all active.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub persistent_state: bool,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            table_name: "dispatcher".into(),
+            ds_ping_interval: 0,
+            ds_ping_method: "OPTIONS".into(),
+            ds_ping_from: "sip:dispatcher@localhost".into(),
+            ds_ping_maxfwd: None,
+            ds_probing_threshold: 3,
+            ds_probing_mode: 0,
+            options_reply_codes: Vec::new(),
+            ds_probing_list: Vec::new(),
+            ds_probing_sock: None,
+            hash_pvar: None,
+            pvar_algo_pattern: None,
+            algo_route: None,
+            setid_pvar: None,
+            dst_avp: "ds_dst_failover".into(),
+            grp_avp: "ds_grp_failover".into(),
+            cnt_avp: "ds_cnt_failover".into(),
+            sock_avp: "ds_sock_failover".into(),
+            attrs_avp: None,
+            persistent_state: true,
+        }
+    }
+}
+
+/// A list of integers written as a TOML array or as OpenSIPS's comma-separated string.
+fn int_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<i64>),
+        One(i64),
+        Text(String),
+    }
+    match Form::deserialize(d)? {
+        Form::List(v) => Ok(v),
+        Form::One(i) => Ok(vec![i]),
+        Form::Text(t) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not an integer"))))
+            .collect(),
+    }
+}
+
+/// A boolean written as `true`/`false` or as OpenSIPS's `1`/`0`.
+fn bool_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::Bool(b) => b,
+        Form::Int(i) => i != 0,
+    })
+}
+
 impl Config {
     /// Reads and validates a config file.
     ///
@@ -232,6 +344,9 @@ impl Config {
             return Err(ConfigError::Invalid("[core] listen is empty".into()));
         }
         self.mi.addr()?;
+        if self.dispatcher.ds_probing_mode > 1 {
+            return Err(ConfigError::Invalid("[dispatcher] ds_probing_mode must be 0 or 1".into()));
+        }
         Ok(())
     }
 
@@ -265,6 +380,20 @@ mod tests {
 
     fn mi(listen: &str, token: Option<&str>) -> MiConfig {
         MiConfig { listen: listen.into(), token: token.map(str::to_string) }
+    }
+
+    #[test]
+    fn dispatcher_lists_and_flags() {
+        let cfg: Config = toml::from_str(
+            "[dispatcher]\noptions_reply_codes = \"501, 403\"\nds_probing_list = [1, 2]\npersistent_state = 0\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.dispatcher.options_reply_codes, vec![501, 403]);
+        assert_eq!(cfg.dispatcher.ds_probing_list, vec![1, 2]);
+        assert!(!cfg.dispatcher.persistent_state);
+        assert!(Config::default().dispatcher.persistent_state);
+        assert!(toml::from_str::<Config>("[dispatcher]\npartition = \"x\"\n").is_err());
+        assert!(toml::from_str::<Config>("[dispatcher]\noptions_reply_codes = \"a\"\n").is_err());
     }
 
     #[test]
