@@ -158,14 +158,20 @@ struct SelectArgs<'a> {
     domain: bool,
 }
 
+/// A selection that failed before reaching the sets: counted, -1.
+fn select_failed(ds: &Dispatcher) -> FnResult<i64> {
+    ds.stats.select_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    code(-1)
+}
+
 fn select(ds: &Dispatcher, call: &NativeCallContext, a: SelectArgs<'_>) -> FnResult<i64> {
     let fname = if a.domain { "ds_select_domain" } else { "ds_select_dst" };
     if !partition_ok(fname, a.partition) {
-        return code(-1);
+        return select_failed(ds);
     }
     let (Some(setid), Some(alg)) = (as_int(a.set), as_int(a.alg)) else {
         tracing::error!(target: "script", "{fname}: set and algorithm must be integers, got {:?} and {:?}", as_text(a.set), as_text(a.alg));
-        return code(-1);
+        return select_failed(ds);
     };
     let flags = Flags::parse(a.flags);
     let max_results = a.max_results.and_then(as_int).filter(|&m| m > 0).map(|m| m as usize);
@@ -174,7 +180,7 @@ fn select(ds: &Dispatcher, call: &NativeCallContext, a: SelectArgs<'_>) -> FnRes
     let ranks = if alg == 9 || alg == 10 {
         match ranks(ds, call, setid, alg)? {
             Ok(r) => r,
-            Err(()) => return code(-1),
+            Err(()) => return select_failed(ds),
         }
     } else {
         None
