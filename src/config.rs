@@ -397,6 +397,16 @@ mod tests {
     }
 
     #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n[core]").expect("README has the config example") + 8;
+        let end = start + readme[start..].find("```").expect("closed");
+        let cfg: Config = toml::from_str(&readme[start..end]).unwrap_or_else(|e| panic!("README example: {e}"));
+        cfg.validate().unwrap();
+        assert_eq!(cfg.dispatcher.dst_avp, "$avp(ds_dst_failover)");
+    }
+
+    #[test]
     fn mi_listen_rules() {
         assert_eq!(MiConfig::default().addr().unwrap(), Some("127.0.0.1:8888".parse().unwrap()));
         assert_eq!(mi("", None).addr().unwrap(), None);
