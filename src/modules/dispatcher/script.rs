@@ -187,20 +187,22 @@ fn select(ds: &Dispatcher, call: &NativeCallContext, a: SelectArgs<'_>) -> FnRes
     };
     with_ctx_code(|ctx| {
         let result = {
+            // Only what the algorithm hashes is read from the message.
             let m = &ctx.msg;
-            let auth = m
-                .value(&HeaderName::ProxyAuthorization)
-                .and_then(digest_username)
-                .or_else(|| m.value(&HeaderName::Authorization).and_then(digest_username));
-            let input = SelectInput {
-                call_id: Some(m.call_id()).filter(|c| !c.is_empty()),
-                from_uri: m.from().map(|f| f.uri),
-                to_uri: m.to().map(|t| t.uri),
-                ruri: Some(ctx.ruri()).filter(|r| !r.is_empty()),
-                auth_user: auth,
-                pvar: pvar.as_deref(),
-                ranks: ranks.as_deref(),
-            };
+            let mut input = SelectInput { pvar: pvar.as_deref(), ranks: ranks.as_deref(), ..Default::default() };
+            match alg {
+                0 => input.call_id = Some(m.call_id()).filter(|c| !c.is_empty()),
+                1 => input.from_uri = m.from().map(|f| f.uri),
+                2 => input.to_uri = m.to().map(|t| t.uri),
+                3 => input.ruri = Some(ctx.ruri()).filter(|r| !r.is_empty()),
+                5 => {
+                    input.auth_user = m
+                        .value(&HeaderName::ProxyAuthorization)
+                        .and_then(digest_username)
+                        .or_else(|| m.value(&HeaderName::Authorization).and_then(digest_username))
+                }
+                _ => {}
+            }
             ds.select(setid, alg, &input, flags, max_results)
         };
         match result {

@@ -203,7 +203,7 @@ pub(crate) fn build(rows: Vec<DsRow>, old: Option<&Sets>, inherit: bool, persist
         .into_iter()
         .map(|(id, mut dests)| {
             // Stable: table order stays within one priority.
-            dests.sort_by(|a, b| b.priority.cmp(&a.priority));
+            dests.sort_by_key(|d| std::cmp::Reverse(d.priority));
             report.destinations += dests.len();
             Arc::new(DsSet { id, dests, last: AtomicUsize::new(0) })
         })
