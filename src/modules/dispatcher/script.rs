@@ -176,6 +176,10 @@ fn select(ds: &Dispatcher, call: &NativeCallContext, a: SelectArgs<'_>) -> FnRes
     let flags = Flags::parse(a.flags);
     let max_results = a.max_results.and_then(as_int).filter(|&m| m > 0).map(|m| m as usize);
     let p = ds.params();
+    if (alg == 7 && p.hash_pvar.is_none()) || (alg == 10 && p.algo_route.is_none()) {
+        let param = if alg == 7 { "hash_pvar" } else { "algo_route" };
+        tracing::error!(target: "script", "{fname}: algorithm {alg} needs [dispatcher] {param}");
+    }
     let pvar = if alg == 7 { p.hash_pvar.as_deref().map(core_fns::expand) } else { None };
     let ranks = if alg == 9 || alg == 10 {
         match ranks(ds, call, setid, alg)? {
