@@ -27,16 +27,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let modules = siprox::modules::Modules::new(&cfg);
         let host = ScriptHost::from_source(
             ROUTE,
             "minimal_proxy.rhai",
             siprox::app::script_limits(&cfg),
-            siprox::modules::registrar(&cfg),
+            modules.registrar(),
         )?;
         // Nothing to keep between runs: an in-memory database.
         let db = siprox::db::Db::open("sqlite::memory:").await?;
         db.migrate().await?;
-        let _running = siprox::app::start_with(&cfg, host, std::sync::Arc::new(db))?;
+        let _running = siprox::app::start_with(&cfg, host, std::sync::Arc::new(db), modules)?;
         tracing::info!("minimal_proxy ready on 127.0.0.1:5070");
         tokio::signal::ctrl_c().await?;
         Ok::<_, Box<dyn std::error::Error>>(())

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::db::{self, Db, DbError};
 use crate::mi::{self, Mi};
-use crate::modules;
+use crate::modules::{dispatcher, Modules};
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
@@ -65,6 +65,8 @@ pub struct Running {
     pub db: Arc<Db>,
     /// That background migration, stopped with the proxy.
     db_migration: Option<tokio::task::JoinHandle<()>>,
+    /// The modules the script's functions are bound to (the dispatcher's sets, …).
+    pub modules: Modules,
 }
 
 impl Drop for Running {
@@ -98,9 +100,10 @@ pub async fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
     // The management port first: a taken port stops start-up before any SIP socket is open.
     let mi_listener = cfg.mi.addr()?.map(mi::bind).transpose()?;
     let path = script_path(cfg, from_file);
-    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules::registrar(cfg))?;
+    let modules = Modules::new(cfg);
+    let host = ScriptHost::load(path.as_deref(), script_limits(cfg), modules.registrar())?;
     let (db, db_migration) = open_db(cfg).await?;
-    let mut running = start_with(cfg, host, db)?;
+    let mut running = start_with(cfg, host, db, modules)?;
     running.db_migration = db_migration;
     if let Some(listener) = mi_listener {
         serve_mi_on(cfg, &mut running, listener)?;
@@ -110,11 +113,12 @@ pub async fn start(cfg: &Config, from_file: bool) -> Result<Running, AppError> {
 }
 
 /// Starts serving with a script host and a database opened by the caller (embedding,
-/// examples, tests; `Db::open("sqlite::memory:")` when nothing is kept).
+/// examples, tests; `Db::open("sqlite::memory:")` when nothing is kept); `modules` must be
+/// those whose [`Modules::registrar`] the host was built with.
 ///
 /// # Errors
 /// A socket cannot be bound.
-pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>) -> Result<Running, AppError> {
+pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules) -> Result<Running, AppError> {
     let workers = match cfg.core.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -126,12 +130,62 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>) -> Result<Running
     let core = mi::builtin::Core { proxy: proxy.clone(), tm: tm.clone(), started: std::time::SystemTime::now() };
     mi::builtin::install(&mi, core);
     mi::db::install(&mi, db.clone());
+    let ds = modules.dispatcher.clone();
+    let ds_loader = dispatcher_loader(cfg, db.clone());
+    dispatcher::mi::install(&mi, ds.clone(), ds_loader.clone());
+    announce_state_changes(&ds, &proxy);
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
     }
     proxy.startup();
-    Ok(Running { transport, tm, proxy, mi, mi_server: None, db, db_migration: None })
+    tokio::spawn(load_dispatcher(ds.clone(), ds_loader));
+    crate::proxy::probe::start(proxy.clone(), ds, Duration::from_secs(cfg.tm.fr_timeout));
+    Ok(Running { transport, tm, proxy, mi, mi_server: None, db, db_migration: None, modules })
+}
+
+/// Every dispatcher state change (probe, `ds_mark_dst`, `ds_set_state`) is logged and raises
+/// `event_route_E_DISPATCHER_STATUS`, on a task of its own: the change may come from inside
+/// a script function, and a hook is not run from inside another.
+fn announce_state_changes(ds: &dispatcher::Dispatcher, proxy: &Arc<Proxy>) {
+    let proxy = Arc::downgrade(proxy);
+    ds.on_state_change(move |change| {
+        let (Some(proxy), Ok(rt)) = (proxy.upgrade(), tokio::runtime::Handle::try_current()) else { return };
+        let change = change.clone();
+        rt.spawn(async move { crate::proxy::probe::announce(&proxy, &change) });
+    });
+}
+
+/// The first load of the dispatcher sets: retried with backoff while the database is
+/// unreachable (routing meanwhile finds the sets empty, and `ds_select_dst` answers -1).
+async fn load_dispatcher(ds: Arc<dispatcher::Dispatcher>, loader: dispatcher::DsLoader) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match ds.reload(&loader, false).await {
+            Ok(r) => {
+                tracing::info!(sets = r.sets, destinations = r.destinations, "dispatcher sets loaded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "dispatcher sets not loaded");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// What `ds_reload` (and the load at start) reads the `dispatcher` table with: the store's
+/// SQL on the configured database, once it is migrated.
+fn dispatcher_loader(cfg: &Config, db: Arc<Db>) -> dispatcher::DsLoader {
+    let table = cfg.dispatcher.table_name.clone();
+    Arc::new(move || {
+        let (table, db) = (table.clone(), db.clone());
+        Box::pin(async move {
+            db.wait_ready().await;
+            dispatcher::store::load(&db, &table).await.map_err(|e| e.to_string())
+        })
+    })
 }
 
 /// Starts the management interface of a proxy started with [`start_with`] on `[mi] listen`

@@ -25,6 +25,7 @@ pub struct Config {
     pub tm: TmConfig,
     pub rr: RrConfig,
     pub maxfwd: MaxfwdConfig,
+    pub dispatcher: DispatcherConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -102,6 +103,28 @@ pub struct DbConfig {
     /// Connections in the pool (SQLite: readers share them; one writer at a time).
     pub max_connections: u32,
 }
+impl DbConfig {
+    /// The URL with a relative SQLite file resolved against `base` (the config file's
+    /// folder), as the script path is: the proxy and `siprox ctl -c` then open the same file
+    /// whatever their working directory. Without a config file, relative stays relative to
+    /// the working directory (the embedded default `./siprox.db`).
+    pub fn resolved_url(&self, base: Option<&Path>) -> String {
+        let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) else { return self.url.clone() };
+        let Some(rest) = self.url.strip_prefix("sqlite://").or_else(|| self.url.strip_prefix("sqlite:")) else {
+            return self.url.clone();
+        };
+        let (file, query) = rest.split_once('?').map_or((rest, None), |(f, q)| (f, Some(q)));
+        if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() {
+            return self.url.clone();
+        }
+        let joined = base.join(file);
+        match query {
+            Some(q) => format!("sqlite://{}?{q}", joined.display()),
+            None => format!("sqlite://{}", joined.display()),
+        }
+    }
+}
+
 impl Default for DbConfig {
     fn default() -> Self {
         DbConfig { url: "sqlite://siprox.db".into(), timeout_ms: 5000, max_connections: 4 }
@@ -213,6 +236,117 @@ impl Default for MaxfwdConfig {
     }
 }
 
+/// dispatcher modparams (OpenSIPS names, units and defaults; docs in
+/// `modules::dispatcher`). Only the default partition exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Table the sets are loaded from.
+    pub table_name: String,
+    /// Seconds between two probing rounds; 0 disables probing (OpenSIPS's default).
+    pub ds_ping_interval: u64,
+    pub ds_ping_method: String,
+    /// From URI of the probes.
+    pub ds_ping_from: String,
+    /// Max-Forwards of the probes (unset: the transaction layer's default).
+    pub ds_ping_maxfwd: Option<u32>,
+    /// Failed probes (or `ds_mark_dst("p")` calls) before an active destination goes to probing.
+    pub ds_probing_threshold: u32,
+    /// 0: probe only destinations in probing state (and rows with `probe_mode` 1);
+    /// 1: probe every destination that is not inactive.
+    pub ds_probing_mode: u8,
+    /// Reply codes that also count as a good probe reply besides 200 (`[501, 403]` or `"501, 403"`).
+    #[serde(deserialize_with = "int_list")]
+    pub options_reply_codes: Vec<i64>,
+    /// Only these sets are probed (empty: every set); `[1, 2]` or `"1,2"`.
+    #[serde(deserialize_with = "int_list")]
+    pub ds_probing_list: Vec<i64>,
+    /// Socket (`proto:ip:port`) probes leave from when the destination names none.
+    pub ds_probing_sock: Option<String>,
+    /// Text with pseudo-variables hashed by algorithm 7 (e.g. `"$fU@$ci"`).
+    pub hash_pvar: Option<String>,
+    /// Pseudo-variable pattern read as the load of each destination by algorithm 9
+    /// (`%u` = the destination URI, `%i` = the set id).
+    pub pvar_algo_pattern: Option<String>,
+    /// Name of the script route scoring each destination for algorithm 10
+    /// (`fn route_<name>(dst_uri, attrs, script_attrs)`).
+    pub algo_route: Option<String>,
+    /// Where `ds_is_in_list` without a set stores the matching set id (`$var(x)` / `$avp(x)`).
+    pub setid_pvar: Option<String>,
+    /// Failover AVPs (`$avp(name)` or the bare name).
+    pub dst_avp: String,
+    pub grp_avp: String,
+    pub cnt_avp: String,
+    pub sock_avp: String,
+    /// AVP receiving the `attrs` of the selected destination (unset: none, as in OpenSIPS).
+    pub attrs_avp: Option<String>,
+    /// Load the `state` column (inactive/probing rows start so) instead of starting all active.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub persistent_state: bool,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            table_name: "dispatcher".into(),
+            ds_ping_interval: 0,
+            ds_ping_method: "OPTIONS".into(),
+            ds_ping_from: "sip:dispatcher@localhost".into(),
+            ds_ping_maxfwd: None,
+            ds_probing_threshold: 3,
+            ds_probing_mode: 0,
+            options_reply_codes: Vec::new(),
+            ds_probing_list: Vec::new(),
+            ds_probing_sock: None,
+            hash_pvar: None,
+            pvar_algo_pattern: None,
+            algo_route: None,
+            setid_pvar: None,
+            dst_avp: "ds_dst_failover".into(),
+            grp_avp: "ds_grp_failover".into(),
+            cnt_avp: "ds_cnt_failover".into(),
+            sock_avp: "ds_sock_failover".into(),
+            attrs_avp: None,
+            persistent_state: true,
+        }
+    }
+}
+
+/// A list of integers written as a TOML array or as OpenSIPS's comma-separated string.
+fn int_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<i64>),
+        One(i64),
+        Text(String),
+    }
+    match Form::deserialize(d)? {
+        Form::List(v) => Ok(v),
+        Form::One(i) => Ok(vec![i]),
+        Form::Text(t) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not an integer"))))
+            .collect(),
+    }
+}
+
+/// A boolean written as `true`/`false` or as OpenSIPS's `1`/`0`.
+fn bool_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::Bool(b) => b,
+        Form::Int(i) => i != 0,
+    })
+}
+
 impl Config {
     /// Reads and validates a config file.
     ///
@@ -224,6 +358,7 @@ impl Config {
         let mut cfg: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
         cfg.base_dir = path.parent().map(Path::to_path_buf);
+        cfg.db.url = cfg.db.resolved_url(cfg.base_dir.as_deref());
         cfg.validate()?;
         Ok(cfg)
     }
@@ -239,6 +374,9 @@ impl Config {
             return Err(ConfigError::Invalid("[core] listen is empty".into()));
         }
         self.mi.addr()?;
+        if self.dispatcher.ds_probing_mode > 1 {
+            return Err(ConfigError::Invalid("[dispatcher] ds_probing_mode must be 0 or 1".into()));
+        }
         Ok(())
     }
 
@@ -272,6 +410,30 @@ mod tests {
 
     fn mi(listen: &str, token: Option<&str>) -> MiConfig {
         MiConfig { listen: listen.into(), token: token.map(str::to_string) }
+    }
+
+    #[test]
+    fn dispatcher_lists_and_flags() {
+        let cfg: Config = toml::from_str(
+            "[dispatcher]\noptions_reply_codes = \"501, 403\"\nds_probing_list = [1, 2]\npersistent_state = 0\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.dispatcher.options_reply_codes, vec![501, 403]);
+        assert_eq!(cfg.dispatcher.ds_probing_list, vec![1, 2]);
+        assert!(!cfg.dispatcher.persistent_state);
+        assert!(Config::default().dispatcher.persistent_state);
+        assert!(toml::from_str::<Config>("[dispatcher]\npartition = \"x\"\n").is_err());
+        assert!(toml::from_str::<Config>("[dispatcher]\noptions_reply_codes = \"a\"\n").is_err());
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n[core]").expect("README has the config example") + 8;
+        let end = start + readme[start..].find("```").expect("closed");
+        let cfg: Config = toml::from_str(&readme[start..end]).unwrap_or_else(|e| panic!("README example: {e}"));
+        cfg.validate().unwrap();
+        assert_eq!(cfg.dispatcher.dst_avp, "$avp(ds_dst_failover)");
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn bundle(src: &str) -> Bundle {
 }
 
 fn bundle_with(src: &str, cfg: &Config, limits: Limits) -> Bundle {
-    let register = siprox::modules::registrar(cfg);
+    let register = siprox::modules::Modules::new(cfg).registrar();
     let engine = build_engine(limits, &*register);
     compile(engine, Source::Text { text: src, name: "test.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"))
 }
@@ -489,7 +489,7 @@ fn route() {
 /// Rhai keyword, and the `$` syntax must still accept it (as it does `$var`).
 #[test]
 fn from_display_name_variable() {
-    let register = siprox::modules::registrar(&Config::default());
+    let register = siprox::modules::Modules::new(&Config::default()).registrar();
     let engine = build_engine(LIMITS, &*register);
     let src = "fn route() {\n    $avp(n) = $fn;\n}\n";
     let b = compile(engine, Source::Text { text: src, name: "test.rhai" })
@@ -903,7 +903,7 @@ fn route() {
 // ------------------------------------------------------------------ check_script
 
 fn check(src: &str) -> Vec<siprox::script::Diagnostic> {
-    let register = siprox::modules::registrar(&Config::default());
+    let register = siprox::modules::Modules::new(&Config::default()).registrar();
     let engine = build_engine(LIMITS, &*register);
     check_script(engine, Source::Text { text: src, name: "t.rhai" })
 }

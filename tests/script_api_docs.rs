@@ -17,7 +17,7 @@ const DOC: &str = include_str!("../docs/script-api.md");
 fn engine() -> rhai::Engine {
     let cfg = siprox::config::Config::default();
     let limits = siprox::app::script_limits(&cfg);
-    siprox::script::build_engine(limits, &*siprox::modules::registrar(&cfg))
+    siprox::script::build_engine(limits, &*siprox::modules::Modules::new(&cfg).registrar())
 }
 
 /// Names of the functions siprox registers (not those of Rhai's standard packages).

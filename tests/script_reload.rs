@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::{siprox_bin, TempDir};
 
 fn load(path: &Path) -> Result<ScriptHost, ScriptError> {
-    ScriptHost::load(Some(path), Limits::default(), siprox::modules::registrar(&Config::default()))
+    ScriptHost::load(Some(path), Limits::default(), siprox::modules::Modules::new(&Config::default()).registrar())
 }
 
 const GOOD: &str = "fn route() {\n    sl_send_reply(200, \"OK\");\n}\n";
@@ -217,7 +217,7 @@ fn check_reports_each_kind_of_error_as_file_line_col() {
 fn a_hook_that_outgrows_the_string_limit_is_stopped_and_located() {
     use siprox::script::{Outcome, Source};
     let limits = Limits { max_string_size: 1024, ..Limits::default() };
-    let engine = siprox::script::build_engine(limits, &*siprox::modules::registrar(&Config::default()));
+    let engine = siprox::script::build_engine(limits, &*siprox::modules::Modules::new(&Config::default()).registrar());
     let src = "fn route() {\n    let s = \"x\";\n    loop {\n        s += s;\n    }\n}\n";
     let bundle = siprox::script::compile(engine, Source::Text { text: src, name: "big.rhai" }).expect("compiles");
     let ctx = siprox::script::api::Ctx::new(

@@ -90,7 +90,7 @@ pub fn check(file: &Path) -> Result<Vec<Diagnostic>, String> {
     if !script.exists() {
         return Err(format!("{}: no such file", script.display()));
     }
-    let registrar = crate::modules::registrar(&cfg);
+    let registrar = crate::modules::Modules::new(&cfg).registrar();
     let engine = build_engine(app::script_limits(&cfg), &*registrar);
     Ok(check_script(engine, Source::File(&script)))
 }

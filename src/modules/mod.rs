@@ -1,7 +1,12 @@
 //! Feature modules in OpenSIPS's anatomy: each folder has `mod.rs` (its parameters, script
-//! functions and, later, MI commands), its pure logic, and `script.rs` (the Rhai bindings).
+//! functions and MI commands), its pure logic, and `script.rs` (the Rhai bindings).
 //! A module never reaches into the proxy: what needs the network goes through
 //! [`crate::script::api::CoreOps`].
+//!
+//! [`Modules`] holds the modules that keep state (the dispatcher's sets), built once from
+//! the configuration; its [`Modules::registrar`] registers every module's script functions
+//! on each engine the script host builds (start-up and every reload), all bound to that
+//! same state.
 
 pub mod dispatcher;
 pub mod maxfwd;
@@ -9,19 +14,40 @@ pub mod rr;
 pub mod sl;
 pub mod tm;
 
-use crate::config::Config;
+use crate::config::{Config, MaxfwdConfig, RrConfig};
 use rhai::Engine;
 use std::sync::Arc;
 
-/// Every module's script functions, configured from `cfg`, as one registration function
-/// the script host calls on each engine it builds (start-up and every reload).
-pub fn registrar(cfg: &Config) -> Arc<dyn Fn(&mut Engine) + Send + Sync> {
-    let maxfwd = cfg.maxfwd.clone();
-    let rr = cfg.rr.clone();
-    Arc::new(move |engine: &mut Engine| {
-        maxfwd::script::register(engine, &maxfwd);
-        rr::script::register(engine, &rr);
-        sl::script::register(engine);
-        tm::script::register(engine);
-    })
+/// What the script host calls on each engine it builds.
+pub type Registrar = Arc<dyn Fn(&mut Engine) + Send + Sync>;
+
+/// The modules of one proxy, configured from its `Config`.
+#[derive(Clone)]
+pub struct Modules {
+    /// Destination sets, empty until loaded (`Dispatcher::replace`, `ds_reload`).
+    pub dispatcher: Arc<dispatcher::Dispatcher>,
+    maxfwd: MaxfwdConfig,
+    rr: RrConfig,
+}
+
+impl Modules {
+    pub fn new(cfg: &Config) -> Modules {
+        Modules {
+            dispatcher: Arc::new(dispatcher::Dispatcher::new(&cfg.dispatcher)),
+            maxfwd: cfg.maxfwd.clone(),
+            rr: cfg.rr.clone(),
+        }
+    }
+
+    /// Every module's script functions as one registration function.
+    pub fn registrar(&self) -> Registrar {
+        let m = self.clone();
+        Arc::new(move |engine: &mut Engine| {
+            maxfwd::script::register(engine, &m.maxfwd);
+            rr::script::register(engine, &m.rr);
+            sl::script::register(engine);
+            tm::script::register(engine);
+            dispatcher::script::register(engine, &m.dispatcher);
+        })
+    }
 }

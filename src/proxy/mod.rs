@@ -14,6 +14,7 @@
 mod core_ops;
 pub mod dry_run;
 mod hooks;
+pub mod probe;
 mod relay;
 mod util;
 

@@ -42,9 +42,8 @@ async fn probe_one(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, target: ProbeTarget, 
         Some(req) => proxy.tm.request_local(req, timeout).await,
         None => None,
     };
-    if let Some(change) = ds.probe_result(&target, code) {
-        announce(&proxy, &change);
-    }
+    // A state change reaches the dispatcher's listeners (the log, the event route).
+    let _ = ds.probe_result(&target, code);
 }
 
 /// The probe for `target`: where to send it and from which socket.
@@ -62,8 +61,9 @@ async fn local_request(proxy: &Proxy, ds: &Dispatcher, target: &ProbeTarget) -> 
         None => return None,
     };
     let sockets = proxy.tp.sockets();
-    let wanted = target.socket.as_deref().or(ds.probing_socket());
-    let listener = wanted
+    let listener = target
+        .socket
+        .as_deref()
         .and_then(|s| socket_listener(sockets, s))
         .filter(|&id| sockets.listener(id).is_some_and(|l| l.proto == hop.proto))
         .or_else(|| sockets.pick_listener(hop.proto, &hop.addr, None))?;
@@ -72,15 +72,15 @@ async fn local_request(proxy: &Proxy, ds: &Dispatcher, target: &ProbeTarget) -> 
         method: ds.ping_method().to_string(),
         ruri: target.uri.clone(),
         from: ds.ping_from().to_string(),
-        max_forwards: ds.ping_maxfwd(),
+        max_forwards: ds.ping_maxfwd().unwrap_or(70),
         dest: Dest { proto: hop.proto, addr: hop.addr, listener: Some(listener) },
         via_addr: out.advertised.clone(),
     })
 }
 
-/// Logs a state change and runs the event route with OpenSIPS's parameters
-/// (`group`, `address`, `status`, `partition`).
-fn announce(proxy: &Proxy, change: &StateChange) {
+/// Logs a state change (from a probe, `ds_mark_dst` or `ds_set_state`) and runs the event
+/// route with OpenSIPS's parameters (`group`, `address`, `status`, `partition`).
+pub fn announce(proxy: &Proxy, change: &StateChange) {
     tracing::info!(
         set = change.setid,
         uri = %change.uri,

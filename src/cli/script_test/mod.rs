@@ -139,7 +139,7 @@ fn load(path: &Path) -> Result<Loaded, Vec<String>> {
         return Err(at(offset, &format!("{}: no such file", script.display())));
     }
     // The same compile and validation as startup and reload.
-    let engine = build_engine(app::script_limits(&cfg), &*crate::modules::registrar(&cfg));
+    let engine = build_engine(app::script_limits(&cfg), &*crate::modules::Modules::new(&cfg).registrar());
     let bundle = compile_checked(engine, Source::File(&script))
         .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
     let dry = DryRun::new(&cfg, Arc::new(bundle)).map_err(|e| vec![format!("{shown}: config: {e}")])?;
