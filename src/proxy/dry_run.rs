@@ -24,6 +24,7 @@ use super::hooks::TxData;
 use super::relay::{relay_branches_with, stateless_request, BranchRouteEnv, Outgoing, RelayEnv};
 use super::util::{stamp_top_via, stateless_reply, stateless_tag, DestError, Resolve};
 use crate::config::{Config, RrConfig};
+use crate::modules::dispatcher::{Dispatcher, DsRow};
 use crate::message::{build_reply, Edits, HeaderName, Method, ParseError, ReplyOpts, SipMsg, Span};
 use crate::script::api::capture::{capture_logs, LogLine};
 use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
@@ -85,6 +86,8 @@ pub struct PlayReply {
 #[derive(Clone, Debug, Default)]
 pub struct Preset {
     pub tm: Option<TmPreset>,
+    /// `[[case.state.dispatcher]]`: the rows of the `dispatcher` table.
+    pub dispatcher: Option<Vec<DsRow>>,
 }
 
 /// `[case.state.tm]`: the request belongs to a transaction the proxy already has: the
@@ -115,13 +118,62 @@ pub struct PresetTable {
 pub const PRESET_TABLES: &[PresetTable] = &[
     PresetTable { table: "tm", module: "tm", load: Some(load_tm) },
     PresetTable { table: "location", module: "usrloc", load: None },
-    PresetTable { table: "dispatcher", module: "dispatcher", load: None },
+    PresetTable { table: "dispatcher", module: "dispatcher", load: Some(load_dispatcher) },
     PresetTable { table: "load_balancer", module: "load_balancer", load: None },
     PresetTable { table: "dialog", module: "dialog", load: None },
 ];
 
 fn load_tm(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
     into.tm = Some(value.clone().try_into::<TmPreset>().map_err(|e| e.message().to_string())?);
+    Ok(())
+}
+
+/// One row of `[[case.state.dispatcher]]`: the table's columns, with its defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DsPresetRow {
+    setid: i64,
+    destination: String,
+    #[serde(default)]
+    socket: Option<String>,
+    #[serde(default)]
+    state: i64,
+    #[serde(default)]
+    probe_mode: i64,
+    #[serde(default)]
+    weight: Option<toml::Value>,
+    #[serde(default)]
+    priority: i64,
+    #[serde(default)]
+    attrs: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn load_dispatcher(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
+    let rows: Vec<DsPresetRow> =
+        value.clone().try_into().map_err(|e: toml::de::Error| format!("want [[case.state.dispatcher]] rows: {}", e.message()))?;
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| DsRow {
+            id: i as i64 + 1,
+            setid: r.setid,
+            destination: r.destination,
+            socket: r.socket,
+            state: r.state,
+            probe_mode: r.probe_mode,
+            weight: match r.weight {
+                Some(toml::Value::String(w)) => w,
+                Some(w) => w.to_string(),
+                None => "1".into(),
+            },
+            priority: r.priority,
+            attrs: r.attrs,
+            description: r.description,
+        })
+        .collect();
+    into.dispatcher = Some(rows);
     Ok(())
 }
 
@@ -249,6 +301,8 @@ pub struct DryRun {
     auto_100: bool,
     block_6xx: bool,
     bundle: Arc<Bundle>,
+    /// The dispatcher the script's functions are bound to; each case sets its rows.
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl DryRun {
@@ -256,8 +310,9 @@ impl DryRun {
     ///
     /// # Errors
     /// A bad `[core] listen` entry.
-    pub fn new(cfg: &Config, bundle: Arc<Bundle>) -> Result<DryRun, DryRunError> {
+    pub fn new(cfg: &Config, bundle: Arc<Bundle>, dispatcher: Arc<Dispatcher>) -> Result<DryRun, DryRunError> {
         Ok(DryRun {
+            dispatcher,
             sockets: Sockets::from_config(cfg)?,
             rr: cfg.rr.clone(),
             auto_100: cfg.tm.auto_100trying,
@@ -285,6 +340,8 @@ impl DryRun {
         if !msg.is_request() {
             return Err(DryRunError::NotARequest);
         }
+        // Every case starts from its own dispatcher rows (none when it presets none).
+        self.dispatcher.replace(preset.dispatcher.clone().unwrap_or_default(), false);
         let core = DryCore::new(self, preset, &msg);
         let route = self.route_step(&core, msg, &req);
         let then = match then {
