@@ -76,9 +76,12 @@ fn bench(c: &mut Criterion) {
 
     let cfg = Config::default();
     let engine = build_engine(Limits::default(), &*siprox::modules::Modules::new(&cfg).registrar());
-    let src =
-        format!("fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}", include_str!("lb-static.rhai"));
-    let bundle = compile(engine, Source::Text { text: &src, name: "benches/lb-static.rhai" }).expect("bench script compiles");
+    let src = format!(
+        "fn backends() {{ [\"sip:127.0.0.1:5081\", \"sip:127.0.0.1:5082\"] }}\n{}",
+        include_str!("lb-static.rhai")
+    );
+    let bundle =
+        compile(engine, Source::Text { text: &src, name: "benches/lb-static.rhai" }).expect("bench script compiles");
     let core = Arc::new(CountingCore::default());
     let src_addr = "127.0.0.1:5090".parse().expect("addr");
     let local = "127.0.0.1:5060".parse().expect("addr");

@@ -343,10 +343,9 @@ fn proxy_case(t: &TestDb) {
 
     let o = run_siprox(&dir, &["ctl", "-c", cfg, "dispatcher", "add", "7", "sip:192.0.2.7:5060"]);
     assert!(o.status.success(), "{}", shown(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    let out = String::from_utf8_lossy(&o.stdout);
-    // Until the dispatcher registers ds_reload the proxy answers "unknown command".
-    assert!(out.contains("ds_reload:") || err.contains("has no ds_reload command"), "{}", shown(&o));
+    // The row is in the table and, through ds_reload, in the proxy's sets.
+    let o = run_siprox(&dir, &["ctl", "-c", cfg, "--json", "ds_list"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("sip:192.0.2.7:5060"), "{}", shown(&o));
     let o = run_siprox(&dir, &["ctl", "-c", cfg, "get_statistics", "db:"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("db:ready: 1"), "{}", shown(&o));
     proxy.stop();
@@ -474,4 +473,159 @@ fn ctl_without_a_database_says_so() {
     assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("siprox migrate"), "{}", shown(&o));
     assert!(!dir.join("siprox.db").exists());
+}
+
+// ------------------------------------------------- the database stops during traffic
+
+/// A TCP relay between the proxy and the database server, which the test can cut: the
+/// database "stops" for the proxy without touching the shared server.
+struct Relay {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(port: u16, upstream: String) -> Relay {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the relay");
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (st, cs) = (stop.clone(), conns.clone());
+        let accept = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                let mut list = cs.lock().unwrap();
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut r, mut w) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut r, &mut w);
+                        let _ = w.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                list.push(client);
+                list.push(server);
+            }
+        });
+        Relay { port, stop, conns, accept: Some(accept) }
+    }
+
+    /// Refuses new connections and cuts the open ones.
+    fn cut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// `url` pointing at 127.0.0.1:`port` instead of its own server; its server's `host:port`.
+fn through(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("a URL with ://");
+    let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (user, host) = auth.rsplit_once('@').map_or(("", auth), |(u, h)| (u, h));
+    let default_port = if scheme.starts_with("postgres") { 5432 } else { 3306 };
+    let upstream = if host.contains(':') { host.to_string() } else { format!("{host}:{default_port}") };
+    let at = if user.is_empty() { String::new() } else { format!("{user}@") };
+    (format!("{scheme}://{at}127.0.0.1:{port}{path}"), upstream)
+}
+
+const PICKING: &str = r#"fn route() {
+    if has_totag() {
+        if loose_route() == 1 { t_relay(); exit(); }
+        if is_method("ACK") { if t_check_trans() == 1 { t_relay(); } exit(); }
+        sl_send_reply(404, "Not here"); exit();
+    }
+    if is_method("CANCEL") { if t_check_trans() == 1 { t_relay(); } exit(); }
+    record_route();
+    if ds_select_dst(1, 4) != 1 { send_reply(503, "No destination"); exit(); }
+    if t_relay() < 0 { sl_reply_error(); }
+}
+"#;
+
+/// The database goes away while calls flow: routing goes on from memory, `ds_reload` fails
+/// and keeps the sets, `db_status` says why; when it is back, `ds_reload` works again.
+fn database_down_case(t: &TestDb) {
+    let relay_port = free_port();
+    let (url, upstream) = through(&t.url, relay_port);
+    let mut relay = Relay::start(relay_port, upstream.clone());
+    let proxy = Proxy::start_with("db-down", PICKING, &format!("\n[db]\nurl = \"{url}\"\ntimeout_ms = 1000\n"));
+    let dir = proxy.config_path().parent().unwrap().to_path_buf();
+    let cfg = proxy.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let ports = [free_port(), free_port()];
+    let _uas: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            support::Sipp::uas(&format!("uas-{i}"), "uas-ds.xml", p, support::Proto::Udp)
+                .calls(1_000_000)
+                .timeout_s(120)
+                .spawn(&proxy.dir)
+        })
+        .collect();
+    for p in ports {
+        let o = run_siprox(&dir, &["ctl", "-c", cfg, "dispatcher", "add", "1", &format!("sip:127.0.0.1:{p}")]);
+        assert!(o.status.success(), "{}", shown(&o));
+    }
+    let mut uac = support::Sipp::uac("uac", "uac-call.xml", &proxy, support::Proto::Udp)
+        .calls(120)
+        .timeout_s(60)
+        .arg("-r")
+        .arg("30")
+        .spawn(&proxy.dir);
+    std::thread::sleep(Duration::from_secs(1));
+    relay.cut();
+    let o = run_siprox(&dir, &["ctl", "-c", cfg, "ds_reload"]);
+    assert_eq!(o.status.code(), Some(1), "ds_reload must fail while the database is away: {}", shown(&o));
+    uac.assert_success();
+    let o = run_siprox(&dir, &["ctl", "-c", cfg, "--json", "db_status"]);
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", shown(&o)));
+    assert_eq!(st["Up"], "no", "{st}");
+    assert!(st["Last error"]["Message"].is_string(), "{st}");
+    let o = run_siprox(&dir, &["ctl", "-c", cfg, "--json", "ds_list"]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(ports.iter().all(|p| listed.contains(&format!("sip:127.0.0.1:{p}"))), "the sets stayed: {listed}");
+
+    // Back again: the next reload reads the table.
+    let _relay = Relay::start(relay_port, upstream);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = run_siprox(&dir, &["ctl", "-c", cfg, "ds_reload"]);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < end, "ds_reload did not recover: {}", shown(&o));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    proxy.stop();
+}
+
+#[test]
+fn postgres_down_during_traffic_does_not_stop_routing() {
+    if let Some(t) = TestDb::server(Backend::Postgres, "postgres_down_during_traffic") {
+        database_down_case(&t);
+    }
+}
+
+#[test]
+fn mysql_down_during_traffic_does_not_stop_routing() {
+    if let Some(t) = TestDb::server(Backend::MySql, "mysql_down_during_traffic") {
+        database_down_case(&t);
+    }
 }

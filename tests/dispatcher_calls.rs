@@ -100,7 +100,10 @@ fn backends(proxy: &Proxy, n: usize) -> (Vec<u16>, Vec<RunningSipp>) {
         .iter()
         .enumerate()
         .map(|(i, &p)| {
-            Sipp::uas(&format!("uas-{i}"), "uas-ds.xml", p, Proto::Udp).calls(1_000_000).timeout_s(120).spawn(&proxy.dir)
+            Sipp::uas(&format!("uas-{i}"), "uas-ds.xml", p, Proto::Udp)
+                .calls(1_000_000)
+                .timeout_s(120)
+                .spawn(&proxy.dir)
         })
         .collect();
     (ports, running)
@@ -183,10 +186,8 @@ fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
 
     // It answers again: the next good probe brings it back.
     thread::sleep(Duration::from_secs(2));
-    let _again = Sipp::uas("uas-1-again", "uas-ds.xml", ports[1], Proto::Udp)
-        .calls(1_000_000)
-        .timeout_s(120)
-        .spawn(&proxy.dir);
+    let _again =
+        Sipp::uas("uas-1-again", "uas-ds.xml", ports[1], Proto::Udp).calls(1_000_000).timeout_s(120).spawn(&proxy.dir);
     let back = Instant::now();
     while states(&proxy).get(&dead).is_none_or(|s| s != "Active") {
         assert!(back.elapsed() < Duration::from_secs(4), "{dead} not re-enabled: {:?}", states(&proxy));

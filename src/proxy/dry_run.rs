@@ -24,8 +24,8 @@ use super::hooks::TxData;
 use super::relay::{relay_branches_with, stateless_request, BranchRouteEnv, Outgoing, RelayEnv};
 use super::util::{stamp_top_via, stateless_reply, stateless_tag, DestError, Resolve};
 use crate::config::{Config, RrConfig};
-use crate::modules::dispatcher::{Dispatcher, DsRow};
 use crate::message::{build_reply, Edits, HeaderName, Method, ParseError, ReplyOpts, SipMsg, Span};
+use crate::modules::dispatcher::{Dispatcher, DsRow};
 use crate::script::api::capture::{capture_logs, LogLine};
 use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
 use crate::script::{run_hook, Bundle, Outcome};
@@ -151,8 +151,10 @@ struct DsPresetRow {
 }
 
 fn load_dispatcher(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
-    let rows: Vec<DsPresetRow> =
-        value.clone().try_into().map_err(|e: toml::de::Error| format!("want [[case.state.dispatcher]] rows: {}", e.message()))?;
+    let rows: Vec<DsPresetRow> = value
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("want [[case.state.dispatcher]] rows: {}", e.message()))?;
     let rows = rows
         .into_iter()
         .enumerate()
