@@ -156,7 +156,8 @@ fn round_robin_is_exact_weights_proportional_and_hashing_uses_every_backend() {
 
 #[test]
 fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
-    let script = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lb.rhai")).expect("scripts/lb.rhai");
+    let script = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lb.rhai")).expect("scripts/lb.rhai")
+        + "\nfn event_route_E_DISPATCHER_STATUS() {\n    xlog(\"L_INFO\", \"DS-EVENT $param(group) $param(address) $param(status)\\n\");\n}\n";
     let probing = "\n[dispatcher]\nds_ping_interval = 1\nds_probing_threshold = 2\nds_probing_mode = 1\n";
     let proxy = Proxy::start_with("ds-probe", &script, probing);
     let (ports, mut uas) = backends(&proxy, 3);
@@ -200,6 +201,10 @@ fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
     assert!(failed <= 3, "{failed} calls failed (found dead after {found_after:?}):\n{}", uac.report());
     let log = proxy.log_text();
     assert!(log.contains("dispatcher destination state changed"), "state changes are logged:\n{log}");
+    for status in ["probing", "active"] {
+        let event = format!("DS-EVENT 1 {dead} {status}");
+        assert!(log.contains(&event), "event_route_E_DISPATCHER_STATUS saw no `{event}`:\n{log}");
+    }
     proxy.stop();
 }
 

@@ -96,7 +96,7 @@ pub fn announce(proxy: &Proxy, change: &StateChange) {
     ctx.params = vec![
         ("group".into(), change.setid.to_string()),
         ("address".into(), change.uri.clone()),
-        ("status".into(), change.new.as_str().to_string()),
+        ("status".into(), change.new.as_lower().to_string()),
         ("partition".into(), "default".into()),
     ];
     let (_, outcome) = proxy.script.run(EVENT_ROUTE, ctx);
