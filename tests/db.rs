@@ -480,7 +480,6 @@ fn ctl_without_a_database_says_so() {
 /// A TCP relay between the proxy and the database server, which the test can cut: the
 /// database "stops" for the proxy without touching the shared server.
 struct Relay {
-    port: u16,
     stop: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
     accept: Option<std::thread::JoinHandle<()>>,
@@ -513,7 +512,7 @@ impl Relay {
                 list.push(server);
             }
         });
-        Relay { port, stop, conns, accept: Some(accept) }
+        Relay { stop, conns, accept: Some(accept) }
     }
 
     /// Refuses new connections and cuts the open ones.
