@@ -134,6 +134,7 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     let ds_loader = dispatcher_loader(cfg, db.clone());
     dispatcher::mi::install(&mi, ds.clone(), ds_loader.clone());
     announce_state_changes(&ds, &proxy);
+    persist_state_changes(&ds, db.clone());
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
@@ -153,6 +154,45 @@ fn announce_state_changes(ds: &dispatcher::Dispatcher, proxy: &Arc<Proxy>) {
         let (Some(proxy), Ok(rt)) = (proxy.upgrade(), tokio::runtime::Handle::try_current()) else { return };
         let change = change.clone();
         rt.spawn(async move { crate::proxy::probe::announce(&proxy, &change) });
+    });
+}
+
+/// `[dispatcher] persistent_state`: a destination's new state is written to the table's
+/// `state` column (OpenSIPS flushes it the same way), so a restart or the other node of a
+/// pair starts from it. Off the routing path, retried while the database is away; the task
+/// writes the state the destination has when it runs, so changes that overtake each other
+/// still leave the latest one.
+fn persist_state_changes(ds: &Arc<dispatcher::Dispatcher>, db: Arc<Db>) {
+    if !ds.persistent_state() {
+        return;
+    }
+    let weak = Arc::downgrade(ds);
+    let table = ds.table_name().to_string();
+    ds.on_state_change(move |change| {
+        let (Some(ds), Ok(rt)) = (weak.upgrade(), tokio::runtime::Handle::try_current()) else { return };
+        let (db, table, setid, uri) = (db.clone(), table.clone(), change.setid, change.uri.clone());
+        rt.spawn(async move {
+            let policy = crate::db::RetryPolicy {
+                initial: Duration::from_secs(1),
+                max_delay: Duration::from_secs(30),
+                max_attempts: Some(10),
+                stop_on_permanent: true,
+            };
+            let what = format!("saving the state of {uri} (set {setid})");
+            let res = db
+                .retry(&what, &policy, || {
+                    let now = ds.destinations().into_iter().find(|d| d.setid == setid && d.uri == uri).map(|d| d.state);
+                    let (db, table, uri) = (db.clone(), table.clone(), uri.clone());
+                    async move {
+                        let Some(state) = now else { return Ok(0) };
+                        dispatcher::store::set_state(&db, &table, setid, &uri, state.to_db()).await
+                    }
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "dispatcher state not saved");
+            }
+        });
     });
 }
 

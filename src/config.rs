@@ -280,7 +280,8 @@ pub struct DispatcherConfig {
     pub sock_avp: String,
     /// AVP receiving the `attrs` of the selected destination (unset: none, as in OpenSIPS).
     pub attrs_avp: Option<String>,
-    /// Load the `state` column (inactive/probing rows start so) instead of starting all active.
+    /// Start each row in its `state` column, and write every state change back to it (OpenSIPS
+    /// `persistent_state`): a restart, or the other node of a pair, starts from it.
     #[serde(deserialize_with = "bool_or_int")]
     pub persistent_state: bool,
 }

@@ -49,6 +49,24 @@ fn states(proxy: &Proxy) -> HashMap<String, String> {
     out
 }
 
+/// Waits until the `state` column of `uri`'s row (`siprox ctl dispatcher list`) is `state`.
+fn wait_table_state(proxy: &Proxy, uri: &str, state: i64) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: Value = serde_json::from_str(&ctl(proxy, &["--json", "dispatcher", "list"])).expect("list --json");
+        let rows: Vec<&Value> = match &v {
+            Value::Array(a) => a.iter().collect(),
+            other => other["rows"].as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+        };
+        let now = rows.iter().find(|r| r["destination"] == uri).and_then(|r| r["state"].as_i64());
+        if now == Some(state) {
+            return;
+        }
+        assert!(Instant::now() < end, "state column of {uri} is {now:?}, not {state}: {v}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn uri(port: u16) -> String {
     format!("sip:127.0.0.1:{port}")
 }
@@ -184,6 +202,8 @@ fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
         thread::sleep(Duration::from_millis(100));
     }
     let found_after = killed.elapsed();
+    // persistent_state (on by default): the table's state column follows (2 = probing).
+    wait_table_state(&proxy, &dead, 2);
 
     // It answers again: the next good probe brings it back.
     thread::sleep(Duration::from_secs(2));
@@ -194,6 +214,8 @@ fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
         assert!(back.elapsed() < Duration::from_secs(4), "{dead} not re-enabled: {:?}", states(&proxy));
         thread::sleep(Duration::from_millis(100));
     }
+
+    wait_table_state(&proxy, &dead, 0);
 
     // Only calls in flight at the kill may fail (their BYE goes to the dead backend).
     let _ = uac.wait();

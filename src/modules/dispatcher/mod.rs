@@ -116,6 +116,15 @@ impl DsState {
         }
     }
 
+    /// The value of the `state` column for this state.
+    pub fn to_db(self) -> i64 {
+        match self {
+            DsState::Active => 0,
+            DsState::Inactive => 1,
+            DsState::Probing => 2,
+        }
+    }
+
     /// The `state` column: 0 active, 1 inactive, 2 probing (anything else: active).
     pub fn from_db(v: i64) -> DsState {
         match v {
