@@ -160,18 +160,23 @@ fn announce_state_changes(ds: &dispatcher::Dispatcher, proxy: &Arc<Proxy>) {
 /// `[dispatcher] persistent_state`: a destination's new state is written to the table's
 /// `state` column (OpenSIPS flushes it the same way), so a restart or the other node of a
 /// pair starts from it. Off the routing path, retried while the database is away; the task
-/// writes the state the destination has when it runs, so changes that overtake each other
-/// still leave the latest one.
+/// writes, one at a time, the state the destination has when it runs, so changes that come
+/// close together still leave the latest one.
 fn persist_state_changes(ds: &Arc<dispatcher::Dispatcher>, db: Arc<Db>) {
     if !ds.persistent_state() {
         return;
     }
     let weak = Arc::downgrade(ds);
     let table = ds.table_name().to_string();
+    // One write at a time: each reads the state it writes while holding the lock, so the
+    // last write is of the latest state even when changes come close together.
+    let writing = Arc::new(tokio::sync::Mutex::new(()));
     ds.on_state_change(move |change| {
         let (Some(ds), Ok(rt)) = (weak.upgrade(), tokio::runtime::Handle::try_current()) else { return };
         let (db, table, setid, uri) = (db.clone(), table.clone(), change.setid, change.uri.clone());
+        let writing = writing.clone();
         rt.spawn(async move {
+            let _turn = writing.lock().await;
             let policy = crate::db::RetryPolicy {
                 initial: Duration::from_secs(1),
                 max_delay: Duration::from_secs(30),
@@ -222,7 +227,11 @@ fn dispatcher_loader(cfg: &Config, db: Arc<Db>) -> dispatcher::DsLoader {
     Arc::new(move || {
         let (table, db) = (table.clone(), db.clone());
         Box::pin(async move {
-            db.wait_ready().await;
+            // A database still being migrated (or gone for good) fails the load, which
+            // keeps the sets in use, rather than leaving ds_reload waiting.
+            if tokio::time::timeout(db.timeout(), db.wait_ready()).await.is_err() {
+                return Err(format!("the database is not ready ({})", db.url()));
+            }
             dispatcher::store::load(&db, &table).await.map_err(|e| e.to_string())
         })
     })

@@ -14,8 +14,9 @@ use crate::modules::dispatcher::{Dispatcher, ProbeTarget, StateChange};
 use crate::script::api::{Ctx, RouteKind};
 use crate::script::Outcome;
 use crate::transaction::{Dest, LocalRequest};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The event route a state change raises (OpenSIPS `E_DISPATCHER_STATUS`).
@@ -25,13 +26,24 @@ const EVENT_ROUTE: &str = "event_route_E_DISPATCHER_STATUS";
 pub fn start(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, fr_timeout: Duration) -> Option<tokio::task::JoinHandle<()>> {
     let every = ds.ping_interval()?;
     let timeout = every.min(fr_timeout).max(Duration::from_millis(100));
+    // Destinations whose probe is still out: never two at once for one (their results
+    // could arrive out of order), and a stalled resolver cannot pile probes up.
+    let busy: Arc<Mutex<HashSet<(i64, String)>>> = Arc::default();
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
             for target in ds.probe_targets() {
-                tokio::spawn(probe_one(proxy.clone(), ds.clone(), target, timeout));
+                let key = (target.setid, target.uri.clone());
+                if !busy.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+                    continue;
+                }
+                let (proxy, ds, busy) = (proxy.clone(), ds.clone(), busy.clone());
+                tokio::spawn(async move {
+                    probe_one(proxy, ds, target, timeout).await;
+                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                });
             }
         }
     }))

@@ -35,6 +35,8 @@ impl Tm {
         let bytes = Bytes::from(render(&req, &branch, n));
         let (tx, mut rx) = oneshot::channel();
         self.local.insert(branch.clone(), tx);
+        // The entry goes whatever ends the wait, a dropped (aborted) future included.
+        let _entry = LocalEntry { tm: self, branch: &branch };
         self.stats.uac_transactions.inc();
         let d = req.dest;
         let sent = self.tp.send(d.proto, d.listener, d.addr, bytes.clone());
@@ -62,7 +64,6 @@ impl Tm {
                 }
             },
         };
-        self.local.remove(&branch);
         answer
     }
 
@@ -80,6 +81,18 @@ impl Tm {
             }
         }
         true
+    }
+}
+
+/// Removes a waiting request's entry when the wait ends.
+struct LocalEntry<'a> {
+    tm: &'a Tm,
+    branch: &'a str,
+}
+
+impl Drop for LocalEntry<'_> {
+    fn drop(&mut self) {
+        self.tm.local.remove(self.branch);
     }
 }
 
