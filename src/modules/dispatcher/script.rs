@@ -64,8 +64,13 @@ fn apply_target(ctx: &mut Ctx, uri: &str, hostport: &str, socket: Option<&str>, 
     } else {
         ctx.du = Some(uri.to_string());
     }
-    // Each destination brings its own socket, or none: a previous pick's must not stay.
-    ctx.send_socket = socket.filter(|s| !s.is_empty() && ctx.core.has_socket(s)).map(str::to_string);
+    // Each destination brings its own socket, or none: a previous pick's must not stay. A
+    // socket that is not ours changes nothing (it is warned about once).
+    match socket.filter(|s| !s.is_empty()) {
+        None => ctx.send_socket = None,
+        Some(s) if ctx.core.has_socket(s) => ctx.send_socket = Some(s.to_string()),
+        Some(_) => {}
+    }
     true
 }
 
