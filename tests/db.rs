@@ -11,6 +11,7 @@ mod support;
 use serde_json::Value;
 use siprox::db::{migrate, migrate_on_start, Backend, Db, DbError, DbOptions, Pool, RetryPolicy};
 use siprox::modules::dispatcher::store::{self, DEFAULT_TABLE};
+use siprox::modules::dispatcher::DsRow;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -189,18 +190,18 @@ fn store_case(t: &TestDb) {
     rt().block_on(async {
         let db = t.open().await;
         db.migrate().await.unwrap();
-        let mut c = store::new_row(2, "sip:c.example:5060");
+        let mut c = DsRow::new(2, "sip:c.example:5060");
         c.priority = 0;
-        let mut a = store::new_row(1, "sip:a.example:5060;transport=tcp");
+        let mut a = DsRow::new(1, "sip:a.example:5060;transport=tcp");
         a.priority = 1;
-        let mut b = store::new_row(1, "sip:b.example");
+        let mut b = DsRow::new(1, "sip:b.example");
         b.priority = 5;
         b.weight = "10".into();
         b.socket = Some("udp:127.0.0.1:5060".into());
         b.attrs = Some("maxload=10;it's \"quoted\"".into());
         b.description = Some("gw b — ü".into());
         b.probe_mode = 1;
-        let mut d = store::new_row(1, "sip:d.example");
+        let mut d = DsRow::new(1, "sip:d.example");
         d.priority = 5;
         let mut ids = Vec::new();
         for row in [&c, &a, &b, &d] {

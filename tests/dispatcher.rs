@@ -60,13 +60,9 @@ impl CoreOps for Core {
 
 // ------------------------------------------------------------------ helpers
 
-const LIMITS: Limits = Limits {
-    max_operations: 100_000,
-    max_call_levels: 32,
-    max_string_size: 64 * 1024,
-    max_array_size: 10_000,
-    max_map_size: 10_000,
-};
+fn limits() -> Limits {
+    Limits { max_operations: 100_000, ..Limits::default() }
+}
 
 const INVITE: &str = "INVITE sip:bob@example.com:5070;transport=udp SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-s1\r\n\
@@ -78,18 +74,7 @@ CSeq: 1 INVITE\r\n\
 Content-Length: 0\r\n\r\n";
 
 fn row(id: i64, setid: i64, uri: &str) -> DsRow {
-    DsRow {
-        id,
-        setid,
-        destination: uri.into(),
-        socket: None,
-        state: 0,
-        probe_mode: 0,
-        weight: "1".into(),
-        priority: 0,
-        attrs: None,
-        description: None,
-    }
+    DsRow { id, ..DsRow::new(setid, uri) }
 }
 
 /// Set 1: a (socket ours, attrs "a=1"), b (socket not ours), c; set 2: the caller 192.0.2.10.
@@ -115,7 +100,7 @@ fn fixture(src: &str, ds_cfg: DispatcherConfig) -> Fixture {
     let cfg = Config { dispatcher: ds_cfg, ..Config::default() };
     let modules = Modules::new(&cfg);
     modules.dispatcher.replace(rows(), false);
-    let engine = build_engine(LIMITS, &*modules.registrar());
+    let engine = build_engine(limits(), &*modules.registrar());
     let bundle =
         compile(engine, Source::Text { text: src, name: "ds.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"));
     Fixture { modules, bundle }
@@ -405,7 +390,7 @@ fn check_knows_the_arities() {
     let cfg = Config::default();
     let modules = Modules::new(&cfg);
     let check = |src: &str| {
-        let engine = build_engine(LIMITS, &*modules.registrar());
+        let engine = build_engine(limits(), &*modules.registrar());
         check_script(engine, Source::Text { text: src, name: "t.rhai" })
     };
     let ok = r#"fn route() {

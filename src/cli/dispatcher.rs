@@ -86,7 +86,7 @@ fn parse(args: &[String]) -> Result<(Verb, String), String> {
         "add" => {
             let opts = take(&["weight", "priority", "socket", "attrs", "description", "state", "probe_mode"])?;
             let [setid, uri] = positional[..] else { return Err("add wants SETID URI".into()) };
-            let mut row = store::new_row(int("SETID", setid)?, &destination(uri)?);
+            let mut row = DsRow::new(int("SETID", setid)?, &destination(uri)?);
             for (k, v) in opts {
                 match k.as_str() {
                     "weight" => row.weight = weight(&v)?,
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn table_rendering() {
-        let mut r = store::new_row(1, "sip:a");
+        let mut r = DsRow::new(1, "sip:a");
         r.id = 4;
         let text = render_table(&[r]);
         let lines: Vec<&str> = text.lines().collect();

@@ -98,6 +98,24 @@ pub struct DsRow {
     pub description: Option<String>,
 }
 
+impl DsRow {
+    /// A row with the table's column defaults (active, weight 1, priority 0, no socket).
+    pub fn new(setid: i64, destination: &str) -> DsRow {
+        DsRow {
+            id: 0,
+            setid,
+            destination: destination.to_string(),
+            socket: None,
+            state: 0,
+            probe_mode: 0,
+            weight: "1".to_string(),
+            priority: 0,
+            attrs: None,
+            description: None,
+        }
+    }
+}
+
 /// State of a destination. The discriminants are the `state` column's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]

@@ -15,23 +15,6 @@ pub const DEFAULT_TABLE: &str = "dispatcher";
 
 const COLUMNS: &str = "id, setid, destination, socket, state, probe_mode, weight, priority, attrs, description";
 
-/// A row with OpenSIPS's column defaults (active, probe only when probing, weight "1",
-/// priority 0, no socket, attrs or description), for [`insert`]. `id` is ignored there.
-pub fn new_row(setid: i64, destination: &str) -> DsRow {
-    DsRow {
-        id: 0,
-        setid,
-        destination: destination.to_string(),
-        socket: None,
-        state: 0,
-        probe_mode: 0,
-        weight: "1".to_string(),
-        priority: 0,
-        attrs: None,
-        description: None,
-    }
-}
-
 /// Every row of `table`, by set, then priority (higher first, as OpenSIPS orders a set),
 /// then id (the order they were added).
 ///
@@ -241,7 +224,7 @@ mod tests {
 
     #[test]
     fn new_rows_have_opensips_defaults() {
-        let r = new_row(3, "sip:10.0.0.1:5060");
+        let r = DsRow::new(3, "sip:10.0.0.1:5060");
         assert_eq!((r.setid, r.state, r.probe_mode, r.weight.as_str(), r.priority), (3, 0, 0, "1", 0));
         assert!(r.socket.is_none() && r.attrs.is_none() && r.description.is_none());
     }
@@ -250,9 +233,9 @@ mod tests {
     async fn sqlite_round_trip() {
         let db = Db::open("sqlite::memory:").await.unwrap();
         db.migrate().await.unwrap();
-        let mut low = new_row(1, "sip:a");
+        let mut low = DsRow::new(1, "sip:a");
         low.priority = 1;
-        let mut high = new_row(1, "sip:b");
+        let mut high = DsRow::new(1, "sip:b");
         high.priority = 5;
         high.attrs = Some("x=1".into());
         let a = insert(&db, DEFAULT_TABLE, &low).await.unwrap();

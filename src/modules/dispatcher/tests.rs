@@ -3,18 +3,7 @@
 use super::*;
 
 fn row(id: i64, setid: i64, uri: &str, weight: &str, priority: i64) -> DsRow {
-    DsRow {
-        id,
-        setid,
-        destination: uri.into(),
-        socket: None,
-        state: 0,
-        probe_mode: 0,
-        weight: weight.into(),
-        priority,
-        attrs: None,
-        description: None,
-    }
+    DsRow { id, weight: weight.into(), priority, ..DsRow::new(setid, uri) }
 }
 
 fn ds_with(cfg: DispatcherConfig, rows: Vec<DsRow>) -> Dispatcher {
