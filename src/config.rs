@@ -26,6 +26,8 @@ pub struct Config {
     pub rr: RrConfig,
     pub maxfwd: MaxfwdConfig,
     pub dispatcher: DispatcherConfig,
+    pub dialog: DialogConfig,
+    pub load_balancer: LoadBalancerConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -311,6 +313,85 @@ impl Default for DispatcherConfig {
             persistent_state: true,
         }
     }
+}
+
+/// `[dialog]`: OpenSIPS dialog modparams (spec §10, docs/dialog.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialogConfig {
+    /// Lifetime of a confirmed dialog, seconds.
+    pub default_timeout: u32,
+    /// 0 DID only, 1 DID then Call-ID/tags, 2 Call-ID/tags only.
+    pub dlg_match_mode: u8,
+    /// 0 memory only, 1 every change written at once, 2 written every `db_update_period`,
+    /// 3 written at shutdown. With 1–3 the table is read back at start.
+    pub db_mode: u8,
+    /// Seconds between two flushes in `db_mode` 2.
+    pub db_update_period: u64,
+    pub table_name: String,
+    /// Profiles whose members carry a value (`["caller", "trunk"]` or `"caller;trunk"`).
+    #[serde(deserialize_with = "name_list")]
+    pub profiles_with_value: Vec<String>,
+    #[serde(deserialize_with = "name_list")]
+    pub profiles_no_value: Vec<String>,
+}
+
+impl Default for DialogConfig {
+    fn default() -> Self {
+        DialogConfig {
+            default_timeout: 43200,
+            dlg_match_mode: 1,
+            db_mode: 0,
+            db_update_period: 60,
+            table_name: "dialog".into(),
+            profiles_with_value: Vec::new(),
+            profiles_no_value: Vec::new(),
+        }
+    }
+}
+
+/// `[load_balancer]`: OpenSIPS load_balancer modparams (spec §7, docs/load_balancer.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadBalancerConfig {
+    pub table_name: String,
+    /// Seconds between two probing rounds; 0 disables probing.
+    pub probing_interval: u64,
+    pub probing_method: String,
+    pub probing_from: String,
+    /// Codes besides 200 that count as a good probe reply.
+    #[serde(deserialize_with = "int_list")]
+    pub probing_reply_codes: Vec<i64>,
+    /// Log every probe's outcome, not only state changes.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub probing_verbose: bool,
+}
+
+impl Default for LoadBalancerConfig {
+    fn default() -> Self {
+        LoadBalancerConfig {
+            table_name: "load_balancer".into(),
+            probing_interval: 30,
+            probing_method: "OPTIONS".into(),
+            probing_from: "sip:prober@localhost".into(),
+            probing_reply_codes: Vec::new(),
+            probing_verbose: false,
+        }
+    }
+}
+
+/// Names written as a TOML array or as OpenSIPS's `;`/`,`-separated string.
+fn name_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::Text(t) => t.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+    })
 }
 
 /// A list of integers written as a TOML array or as OpenSIPS's comma-separated string.

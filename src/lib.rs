@@ -23,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dialog;
 pub mod message;
 pub mod mi;
 pub mod modules;

@@ -8,6 +8,7 @@
 //! on each engine the script host builds (start-up and every reload), all bound to that
 //! same state.
 
+pub mod dialog;
 pub mod dispatcher;
 pub mod maxfwd;
 pub mod rr;
@@ -26,6 +27,8 @@ pub type Registrar = Arc<dyn Fn(&mut Engine) + Send + Sync>;
 pub struct Modules {
     /// Destination sets, empty until loaded (`Dispatcher::replace`, `ds_reload`).
     pub dispatcher: Arc<dispatcher::Dispatcher>,
+    /// Every dialog this node tracks (created by `create_dialog`, restored from the table).
+    pub dialogs: Arc<crate::dialog::Dialogs>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
 }
@@ -34,6 +37,7 @@ impl Modules {
     pub fn new(cfg: &Config) -> Modules {
         Modules {
             dispatcher: Arc::new(dispatcher::Dispatcher::new(&cfg.dispatcher)),
+            dialogs: dialog::table(&cfg.dialog),
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
         }

@@ -63,6 +63,10 @@ pub(super) trait Backend {
     fn reply_stateless(&self, ctx: &Ctx, code: u16, reason: &str, extra: &str);
     /// Sends every branch of the destination set on `cell`.
     fn relay_branches(&self, ctx: &mut Ctx, cell: &Self::Tx, outbound: Option<&str>) -> Result<usize, DestError>;
+    /// The dialog table, where there is one.
+    fn dialogs(&self) -> Option<Arc<crate::dialog::Dialogs>> {
+        None
+    }
     /// `forward()`: returns t_relay-style codes.
     fn forward_stateless(&self, ctx: &mut Ctx, dest: Option<&str>, outbound: Option<&str>) -> i64;
 }
@@ -105,6 +109,9 @@ macro_rules! core_ops_by_backend {
             }
             fn has_socket(&self, spec: &str) -> bool {
                 $crate::proxy::util::socket_listener($crate::proxy::core_ops::Backend::sockets(self), spec).is_some()
+            }
+            fn dialogs(&self) -> Option<std::sync::Arc<$crate::dialog::Dialogs>> {
+                $crate::proxy::core_ops::Backend::dialogs(self)
             }
         }
     };

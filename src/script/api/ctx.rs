@@ -139,6 +139,10 @@ pub struct Ctx {
     pub bundle: Option<Arc<crate::script::Bundle>>,
     /// The event's parameters in an `event_route` (`$param(name)`).
     pub params: Vec<(String, String)>,
+    /// The dialog of this message: created by `create_dialog` (or `lb_start`), matched by
+    /// `loose_route`/`match_dialog`, or the one of the transaction a reply or failure
+    /// route runs for.
+    pub dlg: Option<Arc<crate::dialog::Dialog>>,
     pub core: Arc<dyn CoreOps>,
 }
 
@@ -184,6 +188,7 @@ impl Ctx {
             answered: false,
             bundle: None,
             params: Vec::new(),
+            dlg: None,
             core,
         }
     }
@@ -220,4 +225,8 @@ pub trait CoreOps: Send + Sync {
     fn is_myself(&self, host: &str, port: Option<u16>) -> bool;
     /// Whether `proto:ip:port` is one of our sockets.
     fn has_socket(&self, spec: &str) -> bool;
+    /// The dialog table (`$DLG_count`); `None` where there is none (a dry run).
+    fn dialogs(&self) -> Option<Arc<crate::dialog::Dialogs>> {
+        None
+    }
 }

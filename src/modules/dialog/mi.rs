@@ -1,0 +1,1 @@
+//! MI commands of dialog.

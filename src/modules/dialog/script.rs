@@ -1,0 +1,1 @@
+//! Rhai bindings of dialog.
