@@ -67,11 +67,16 @@ pub struct Running {
     db_migration: Option<tokio::task::JoinHandle<()>>,
     /// The modules the script's functions are bound to (the dispatcher's sets, …).
     pub modules: Modules,
+    /// Ends dialogs whose lifetime is over.
+    dialog_sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(task) = self.db_migration.take() {
+            task.abort();
+        }
+        if let Some(task) = self.dialog_sweeper.take() {
             task.abort();
         }
     }
@@ -125,11 +130,13 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     };
     let (transport, bound) = Transport::bind(cfg, workers)?;
     let tm = Tm::new(Timers::from_config(&cfg.tm), transport.clone());
-    let proxy = Proxy::new(cfg, transport.clone(), tm.clone(), Arc::new(host));
+    let proxy = Proxy::new(cfg, transport.clone(), tm.clone(), Arc::new(host), modules.dialogs.clone());
     let mi = Arc::new(Mi::new());
     let core = mi::builtin::Core { proxy: proxy.clone(), tm: tm.clone(), started: std::time::SystemTime::now() };
     mi::builtin::install(&mi, core);
     mi::db::install(&mi, db.clone());
+    crate::modules::dialog::mi::install(&mi, modules.dialogs.clone());
+    let dialog_sweeper = modules.dialogs.start_sweeper();
     let ds = modules.dispatcher.clone();
     let ds_loader = dispatcher_loader(cfg, db.clone());
     dispatcher::mi::install(&mi, ds.clone(), ds_loader.clone());
@@ -142,7 +149,17 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     proxy.startup();
     tokio::spawn(load_dispatcher(ds.clone(), ds_loader));
     crate::proxy::probe::start(proxy.clone(), ds, Duration::from_secs(cfg.tm.fr_timeout));
-    Ok(Running { transport, tm, proxy, mi, mi_server: None, db, db_migration: None, modules })
+    Ok(Running {
+        transport,
+        tm,
+        proxy,
+        mi,
+        mi_server: None,
+        db,
+        db_migration: None,
+        modules,
+        dialog_sweeper: Some(dialog_sweeper),
+    })
 }
 
 /// Every dispatcher state change (probe, `ds_mark_dst`, `ds_set_state`) is logged and raises

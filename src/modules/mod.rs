@@ -48,7 +48,8 @@ impl Modules {
         let m = self.clone();
         Arc::new(move |engine: &mut Engine| {
             maxfwd::script::register(engine, &m.maxfwd);
-            rr::script::register(engine, &m.rr);
+            rr::script::register(engine, &m.rr, &m.dialogs);
+            dialog::script::register(engine, &m.dialogs);
             sl::script::register(engine);
             tm::script::register(engine);
             dispatcher::script::register(engine, &m.dispatcher);

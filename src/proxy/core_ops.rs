@@ -281,6 +281,10 @@ impl Backend for Proxy {
         self.tp.sockets()
     }
 
+    fn dialogs(&self) -> Option<Arc<crate::dialog::Dialogs>> {
+        Some(self.dialogs.clone())
+    }
+
     fn cell_of(&self, ctx: &Ctx) -> Option<Arc<Cell>> {
         ctx.tsx.clone().and_then(|t| t.downcast::<Cell>().ok())
     }

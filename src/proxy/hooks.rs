@@ -27,6 +27,8 @@ pub(super) struct TxData {
     pub listener: usize,
     /// The script version that routed the request: its armed routes run on it.
     pub bundle: Option<Arc<Bundle>>,
+    /// The dialog this INVITE creates: its replies move it on, a failure ends it.
+    pub dlg: Option<Arc<crate::dialog::Dialog>>,
 }
 
 impl TxData {
@@ -48,6 +50,7 @@ impl TxData {
             bundle: (ctx.on_failure.is_some() || ctx.on_reply.is_some() || ctx.on_branch.is_some())
                 .then(|| ctx.bundle.clone())
                 .flatten(),
+            dlg: ctx.dlg.clone().filter(|_| ctx.msg.method() == crate::message::Method::Invite && !ctx.msg.has_to_tag()),
         }
     }
 
@@ -60,6 +63,7 @@ impl TxData {
         ctx.flags = self.flags;
         ctx.reply_code = reply.status().unwrap_or(0);
         ctx.bundle = self.bundle.clone();
+        ctx.dlg = self.dlg.clone();
         ctx
     }
 
@@ -78,6 +82,7 @@ impl TxData {
         ctx.reply = winner.reply.clone();
         ctx.reply_code = winner.code;
         ctx.bundle = self.bundle.clone();
+        ctx.dlg = self.dlg.clone();
         ctx
     }
 
@@ -106,7 +111,15 @@ impl Proxy {
 }
 
 impl TmHooks for Proxy {
-    fn on_reply(&self, cell: &Arc<Cell>, _branch: usize, reply: &SipMsg) -> ReplyVerdict {
+    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg) -> ReplyVerdict {
+        if let Some(dlg) = with_data(cell, |d| d.dlg.clone()).flatten() {
+            let sock = cell
+                .branch_dest(branch)
+                .and_then(|d| d.listener)
+                .and_then(|l| self.tp.listener(l))
+                .map(|l| format!("{}:{}", l.proto.as_str(), l.addr));
+            self.dialogs.on_reply(&dlg, reply, sock);
+        }
         let Some((name, mut ctx)) =
             with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, self.core())))).flatten()
         else {
@@ -140,6 +153,12 @@ impl TmHooks for Proxy {
             tracing::error!(error = %e, "failure_route failed");
         }
         with_data(cell, |d| d.write_back(&ctx));
+    }
+
+    fn on_final(&self, cell: &Arc<Cell>, code: u16) {
+        if let Some(dlg) = with_data(cell, |d| d.dlg.clone()).flatten() {
+            self.dialogs.on_final(&dlg, code);
+        }
     }
 
     fn on_stray_reply(&self, reply: SipMsg, _src: SocketAddr, _proto: Proto) {

@@ -12,6 +12,7 @@
 //! sockets, timers, or the script language.
 
 mod core_ops;
+mod dialog;
 pub mod dry_run;
 mod hooks;
 pub mod probe;
@@ -95,6 +96,8 @@ pub struct Proxy {
     tp: Arc<Transport>,
     tm: Arc<Tm>,
     script: Arc<ScriptHost>,
+    /// The dialogs the script creates; replies and BYEs move them on.
+    dialogs: Arc<crate::dialog::Dialogs>,
     rr: RrConfig,
     shed_after: Option<std::time::Duration>,
     last_shed_log: std::sync::Mutex<Option<std::time::Instant>>,
@@ -103,11 +106,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(cfg: &Config, tp: Arc<Transport>, tm: Arc<Tm>, script: Arc<ScriptHost>) -> Arc<Proxy> {
+    pub fn new(
+        cfg: &Config,
+        tp: Arc<Transport>,
+        tm: Arc<Tm>,
+        script: Arc<ScriptHost>,
+        dialogs: Arc<crate::dialog::Dialogs>,
+    ) -> Arc<Proxy> {
         let proxy = Arc::new_cyclic(|me| Proxy {
             tp,
             tm: tm.clone(),
             script,
+            dialogs: dialogs.clone(),
             rr: cfg.rr.clone(),
             shed_after: (cfg.core.shed_delay_ms > 0).then(|| std::time::Duration::from_millis(cfg.core.shed_delay_ms)),
             last_shed_log: std::sync::Mutex::new(None),
@@ -115,6 +125,8 @@ impl Proxy {
             stats: Stats::default(),
         });
         tm.set_hooks(proxy.clone());
+        let actions: Weak<dyn crate::dialog::DialogActions> = Arc::downgrade(&proxy) as Weak<Proxy>;
+        dialogs.set_actions(actions);
         proxy
     }
 

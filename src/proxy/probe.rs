@@ -87,6 +87,7 @@ async fn local_request(proxy: &Proxy, ds: &Dispatcher, target: &ProbeTarget) -> 
         max_forwards: ds.ping_maxfwd().unwrap_or(70),
         dest: Dest { proto: hop.proto, addr: hop.addr, listener: Some(listener) },
         via_addr: out.advertised.clone(),
+        dialog: None,
     })
 }
 

@@ -24,6 +24,20 @@ pub struct LocalRequest {
     pub dest: Dest,
     /// `host:port` for our Via (the sending socket's advertised address).
     pub via_addr: String,
+    /// For a request inside a dialog (a BYE ending it): its identity instead of fresh tags.
+    pub dialog: Option<InDialog>,
+}
+
+/// The headers that place a request in an existing dialog (RFC 3261 §12.2.1.1).
+#[derive(Debug, Clone)]
+pub struct InDialog {
+    pub call_id: String,
+    /// Whole From and To values, tags included.
+    pub from: String,
+    pub to: String,
+    pub cseq: u32,
+    /// Route values (`<uri>`), nearest first.
+    pub route: Vec<String>,
 }
 
 impl Tm {
@@ -98,6 +112,9 @@ impl Drop for LocalEntry<'_> {
 
 /// The request as sent: RFC 3261 §8.1.1 mandatory headers, no body.
 fn render(req: &LocalRequest, branch: &str, n: u64) -> String {
+    if let Some(d) = &req.dialog {
+        return render_in_dialog(req, d, branch);
+    }
     let tag = format!("{:08x}", fastrand::u32(..));
     let via_host = req.via_addr.rsplit_once(':').map_or(req.via_addr.as_str(), |(h, _)| h);
     format!(
@@ -116,4 +133,32 @@ fn render(req: &LocalRequest, branch: &str, n: u64) -> String {
         mf = req.max_forwards,
         from = req.from,
     )
+}
+
+/// An in-dialog request (RFC 3261 §12.2.1.1): the dialog's Call-ID, tags and route set.
+fn render_in_dialog(req: &LocalRequest, d: &InDialog, branch: &str) -> String {
+    let mut s = format!(
+        "{method} {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/{proto} {via};branch={branch};rport\r\n\
+         Max-Forwards: {mf}\r\n",
+        method = req.method,
+        ruri = req.ruri,
+        proto = req.dest.proto.via_token(),
+        via = req.via_addr,
+        mf = req.max_forwards,
+    );
+    for r in &d.route {
+        s.push_str("Route: ");
+        s.push_str(r);
+        s.push_str("\r\n");
+    }
+    s.push_str(&format!(
+        "From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        from = d.from,
+        to = d.to,
+        cid = d.call_id,
+        cseq = d.cseq,
+        method = req.method,
+    ));
+    s
 }

@@ -18,7 +18,7 @@ mod server;
 pub mod stats;
 
 pub use key::request_key;
-pub use local::LocalRequest;
+pub use local::{InDialog, LocalRequest};
 pub use server::top_via_removal;
 pub use stats::{ByClass, Counter, TmStats, STATUS_CLASSES};
 
@@ -115,6 +115,11 @@ pub trait TmHooks: Send + Sync + 'static {
     fn on_failure(&self, cell: &Arc<Cell>, winner: &Winner);
     /// A reply matched no cell: the proxy forwards it statelessly (RFC 3261 §16.7 end).
     fn on_stray_reply(&self, reply: SipMsg, src: SocketAddr, proto: Proto);
+    /// The transaction's first final reply went upstream (relayed or local): the dialog of
+    /// a failed INVITE ends here, after any failure_route had its chance.
+    fn on_final(&self, cell: &Arc<Cell>, code: u16) {
+        let _ = (cell, code);
+    }
 }
 
 /// One outgoing branch as the proxy built it.
@@ -224,6 +229,10 @@ impl Cell {
     }
     pub fn branch_uri(&self, idx: usize) -> Option<String> {
         self.lock().branches.get(idx).map(|b| b.uri.clone())
+    }
+    /// Where branch `idx` was sent, and from which listener.
+    pub fn branch_dest(&self, idx: usize) -> Option<Dest> {
+        self.lock().branches.get(idx).map(|b| b.dest)
     }
     /// Whether new branches may still be added (not answered, not blocked by a 6xx).
     pub fn can_fork(&self) -> bool {

@@ -67,6 +67,9 @@ impl Tm {
         if first_final {
             self.stats.completed.inc(code);
             self.spawn_server_timer(cell.clone(), code);
+            if let Some(h) = self.hooks.get() {
+                h.on_final(cell, code);
+            }
         }
         true
     }

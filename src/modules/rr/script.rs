@@ -4,7 +4,9 @@ use super::{is_downstream, loose_route, remove_values};
 use crate::config::RrConfig;
 use crate::message::HeaderName;
 use crate::script::api::{script_error, with_ctx, with_ctx_code, FnResult, RrRequest};
+use crate::dialog::Dialogs;
 use rhai::Engine;
+use std::sync::Arc;
 
 fn normalise_params(p: &str) -> String {
     let p = p.trim();
@@ -15,7 +17,10 @@ fn normalise_params(p: &str) -> String {
     }
 }
 
-pub fn register(engine: &mut Engine, _cfg: &RrConfig) {
+/// `dialogs`: the table `loose_route` matches in-dialog requests in (spec §10: sequential
+/// requests are matched there, by the `did` of our Route entry or by Call-ID and tags).
+pub fn register(engine: &mut Engine, _cfg: &RrConfig, dialogs: &Arc<Dialogs>) {
+    let dialogs = dialogs.clone();
     engine.register_fn("record_route", || {
         with_ctx_code(|ctx| {
             let params = std::mem::take(&mut ctx.rr_params);
@@ -58,7 +63,7 @@ pub fn register(engine: &mut Engine, _cfg: &RrConfig) {
             1
         })
     });
-    engine.register_fn("loose_route", || {
+    engine.register_fn("loose_route", move || {
         with_ctx_code(|ctx| {
             let core = ctx.core.clone();
             let ruri = ctx.ruri().to_string();
@@ -91,6 +96,7 @@ pub fn register(engine: &mut Engine, _cfg: &RrConfig) {
                 ctx.send_socket = Some(spec);
             }
             ctx.route_params = r.our_params;
+            crate::modules::dialog::match_request(&dialogs, ctx);
             r.code
         })
     });

@@ -54,12 +54,19 @@ pub const NAMES: &[&str] = &[
     "avp",
     "hdr",
     "param",
+    "DLG_status",
+    "DLG_count",
+    "DLG_lifetime",
+    "DLG_timeout",
+    "DLG_did",
+    "DLG_dir",
+    "dlg_val",
 ];
-pub const WITH_ARG: &[&str] = &["var", "avp", "hdr", "param"];
+pub const WITH_ARG: &[&str] = &["var", "avp", "hdr", "param", "dlg_val"];
 /// Names that are Rhai keywords, taken as the literal symbol after `$`.
 const KEYWORD_NAMES: &[&str] = &["var", "fn"];
 /// Names that may be assigned.
-pub const WRITABLE: &[&str] = &["ru", "rU", "rd", "rp", "du", "fs", "var", "avp"];
+pub const WRITABLE: &[&str] = &["ru", "rU", "rd", "rp", "du", "fs", "var", "avp", "DLG_timeout", "dlg_val"];
 
 fn perr(msg: String) -> ParseError {
     ParseError(Box::new(ParseErrorType::BadInput(LexError::ImproperSymbol("$".into(), msg))), Position::NONE)
@@ -247,6 +254,10 @@ pub fn get(name: &str, arg: &str) -> FnResult<Dynamic> {
             "avp" => ctx.avps.get(arg).cloned().unwrap_or(Dynamic::UNIT),
             "hdr" => m.headers_by_text(arg).next().map(|h| s(m.text(h.value))).unwrap_or(Dynamic::UNIT),
             "param" => ctx.params.iter().find(|(k, _)| k == arg).map(|(_, v)| s(v)).unwrap_or(Dynamic::UNIT),
+            "DLG_count" => Dynamic::from(ctx.core.dialogs().map(|d| d.len() as i64).unwrap_or(0)),
+            "DLG_status" | "DLG_lifetime" | "DLG_timeout" | "DLG_did" | "DLG_dir" | "dlg_val" => {
+                dialog_pv(ctx, name, arg)
+            }
             other => return Err(script_error(format!("unknown pseudo-variable ${other}"))),
         })
     })?
@@ -284,8 +295,43 @@ pub fn set(name: &str, arg: &str, value: Dynamic) -> FnResult<()> {
                     ctx.avps.push(arg, value)
                 }
             }
+            "DLG_timeout" | "dlg_val" => set_dialog_pv(ctx, name, arg, &value)?,
             other => return Err(script_error(format!("${other} is read-only"))),
         }
         Ok(())
     })?
+}
+
+/// `$DLG_*` and `$dlg_val(x)` of the message's dialog: NULL without one (spec §10).
+fn dialog_pv(ctx: &Ctx, name: &str, arg: &str) -> Dynamic {
+    let Some(dlg) = ctx.dlg.as_ref() else { return Dynamic::UNIT };
+    match name {
+        "DLG_status" => Dynamic::from(dlg.state() as i64),
+        "DLG_lifetime" => Dynamic::from(dlg.age(crate::dialog::unix_now())),
+        "DLG_timeout" => {
+            let d = dlg.data();
+            let left = if d.deadline > 0 { (d.deadline - crate::dialog::unix_now()).max(0) } else { i64::from(d.lifetime) };
+            Dynamic::from(left)
+        }
+        "DLG_did" => s(&dlg.did()),
+        // Whether the message goes from caller to callee.
+        "DLG_dir" => {
+            let from_caller = ctx.msg.from().and_then(|f| f.tag().map(|t| t == dlg.from_tag)).unwrap_or(true);
+            s(if from_caller { "downstream" } else { "upstream" })
+        }
+        _ => dlg.value(arg).map(|v| s(&v)).unwrap_or(Dynamic::UNIT),
+    }
+}
+
+fn set_dialog_pv(ctx: &Ctx, name: &str, arg: &str, value: &Dynamic) -> FnResult<()> {
+    let (Some(dlg), Some(table)) = (ctx.dlg.as_ref(), ctx.core.dialogs()) else {
+        return Err(script_error(format!("${name}: no dialog (call create_dialog() or match it first)")));
+    };
+    if name == "DLG_timeout" {
+        let secs = as_int(value).filter(|n| *n >= 0).ok_or_else(|| script_error("$DLG_timeout wants seconds"))?;
+        table.set_timeout(dlg, secs.min(i64::from(u32::MAX)) as u32);
+    } else {
+        table.set_value(dlg, arg, (!value.is_unit()).then(|| as_text(value)));
+    }
+    Ok(())
 }
