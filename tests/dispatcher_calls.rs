@@ -12,28 +12,9 @@ mod support;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 use support::*;
-
-/// `siprox ctl -c <proxy config> ARGS…`, which must succeed; its stdout.
-fn ctl(proxy: &Proxy, args: &[&str]) -> String {
-    let out = Command::new(siprox_bin())
-        .arg("ctl")
-        .arg("-c")
-        .arg(proxy.config_path())
-        .args(args)
-        .output()
-        .expect("run siprox ctl");
-    assert!(
-        out.status.success(),
-        "siprox ctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// State of every destination (`URI` → `state`) from `ds_list`.
 fn states(proxy: &Proxy) -> HashMap<String, String> {

@@ -219,6 +219,32 @@ pub fn siprox_bin() -> &'static str {
     env!("CARGO_BIN_EXE_siprox")
 }
 
+/// `siprox ctl -c <proxy config> ARGS…`, which must succeed; its stdout.
+pub fn ctl(proxy: &Proxy, args: &[&str]) -> String {
+    let out = Command::new(siprox_bin())
+        .arg("ctl")
+        .arg("-c")
+        .arg(proxy.config_path())
+        .args(args)
+        .output()
+        .expect("run siprox ctl");
+    assert!(
+        out.status.success(),
+        "siprox ctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `siprox ctl -c <proxy config> --json ARGS…`, parsed.
+pub fn ctl_json(proxy: &Proxy, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ctl(proxy, &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("siprox ctl {args:?}: not JSON ({e}): {out}"))
+}
+
 /// The route script of the call tests (opensips.cfg style): Max-Forwards,
 /// in-dialog by loose_route, CANCEL by t_check_trans, record_route, relay to
 /// `du`, and a failure_route that relays a 503 to `fail_du`.
