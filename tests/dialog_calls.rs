@@ -145,3 +145,32 @@ fn failed_call_leaves_no_dialog_and_mi_ends_a_call() {
     uas.assert_success();
     wait_dialogs(&proxy, Duration::from_secs(2), "the dialog ended", |l| l.is_empty());
 }
+
+#[test]
+fn a_call_the_script_answers_itself_leaves_no_dialog() {
+    // create_dialog, then the script refuses the call three ways: stateful reply, stateless
+    // reply, drop. None may leave a dialog (or its profile count) behind.
+    let script = format!(
+        r#"fn route() {{
+{ROUTE_HEAD}    record_route();
+    create_dialog();
+    set_dlg_profile("calls");
+    if $rU == "stateful" {{ send_reply(503, "No Capacity"); exit(); }}
+    if $rU == "stateless" {{ sl_send_reply(486, "Busy"); exit(); }}
+    drop();
+}}
+"#
+    );
+    let mut proxy = Proxy::start_with("dlg-refused", &script, DIALOG_TOML);
+    for (user, want) in [("stateful", Some(503)), ("stateless", Some(486)), ("dropped", None)] {
+        let mut req = Req::new("INVITE", proxy.addr(), Proto::Udp);
+        req.ruri = format!("sip:{user}@{}", proxy.addr());
+        let got = udp_exchange(proxy.addr(), |local| req.build(local), Duration::from_millis(500));
+        let codes: Vec<u16> = got.iter().flat_map(|m| status_codes(m)).filter(|c| *c >= 200).collect();
+        assert_eq!(codes.first().copied(), want, "{user}: {codes:?}");
+    }
+    wait_dialogs(&proxy, Duration::from_secs(2), "no dialog left", |l| l.is_empty());
+    assert_eq!(ctl_json(&proxy, &["profile_get_size", "calls"])["Profile"]["count"], 0);
+    assert_eq!(stat(&proxy, "dialog:failed_dialogs"), 3);
+    proxy.assert_alive();
+}

@@ -4,9 +4,11 @@
 
 use super::util::{socket_listener, uri_dest, Resolve};
 use super::Proxy;
-use crate::dialog::{Dialog, DialogActions, Side};
-use crate::message::Uri;
-use crate::transaction::{Dest, InDialog, LocalRequest};
+use super::hooks::with_data;
+use crate::dialog::{Dialog, DialogActions, DlgState, Side};
+use crate::message::{Method, Uri};
+use crate::script::api::Ctx;
+use crate::transaction::{Cell, Dest, InDialog, LocalRequest};
 use std::sync::Arc;
 
 /// Route values stored as `<uri>,<uri>`, split at the commas outside angle brackets.
@@ -65,6 +67,35 @@ fn bye_for(dlg: &Dialog, side: Side) -> (String, String, InDialog, String) {
     };
     let dialog = InDialog { call_id: dlg.callid.clone(), from, to, cseq, route };
     (ruri, first_hop, dialog, sock)
+}
+
+impl Proxy {
+    /// After the request route: a dialog created for this INVITE belongs to its
+    /// transaction, whose final reply ends it if negative. When the script answered it
+    /// already (a 503 because no destination had capacity), answered it statelessly, dropped
+    /// it, or it was a retransmission, the dialog ends here, so its profiles (the load
+    /// balancer's load) never keep a call that does not exist.
+    pub(super) fn settle_dialog(&self, ctx: &Ctx) {
+        let Some(dlg) = &ctx.dlg else { return };
+        if dlg.state() != DlgState::Unconfirmed || ctx.msg.method() != Method::Invite || ctx.msg.has_to_tag() {
+            return;
+        }
+        let cell = ctx.tsx.clone().and_then(|t| t.downcast::<Cell>().ok());
+        let Some(cell) = cell else {
+            self.dialogs.end(dlg, "failed");
+            return;
+        };
+        // t_newtran before create_dialog froze the transaction without it.
+        with_data(&cell, |d| {
+            if d.dlg.is_none() {
+                d.dlg = Some(dlg.clone());
+            }
+        });
+        let status = cell.uas_status();
+        if status >= 300 {
+            self.dialogs.on_final(dlg, status);
+        }
+    }
 }
 
 impl DialogActions for Proxy {

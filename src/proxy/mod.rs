@@ -210,6 +210,7 @@ impl Proxy {
         let mut ctx = Ctx::new(RouteKind::Request, msg, src, proto.as_str(), self.local_addr(listener), self.core());
         ctx.listener = listener;
         let (ctx, outcome) = self.script.run("route", ctx);
+        self.settle_dialog(&ctx);
         self.after_hook(ctx, outcome, "route");
     }
 
