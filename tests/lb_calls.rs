@@ -37,8 +37,11 @@ fn row(group: i64, port: u16, resources: &str, probe_mode: i64) -> LbRow {
     LbRow { probe_mode, ..LbRow::new(group, &udp_uri(port), resources) }
 }
 
-/// `lb_list`: uri → (enabled, [(resource, max, load)]).
-fn lb_list(proxy: &Proxy) -> Vec<(String, String, Vec<(String, i64, i64)>)> {
+/// `(resource, max, load)` of one destination.
+type Resources = Vec<(String, i64, i64)>;
+
+/// `lb_list`: (uri, enabled, resources) in id order.
+fn lb_list(proxy: &Proxy) -> Vec<(String, String, Resources)> {
     let v = ctl_json(proxy, &["lb_list"]);
     let mut out = Vec::new();
     for d in v["Destinations"].as_array().into_iter().flatten() {
@@ -47,7 +50,11 @@ fn lb_list(proxy: &Proxy) -> Vec<(String, String, Vec<(String, i64, i64)>)> {
             .into_iter()
             .flatten()
             .map(|r| {
-                (r["name"].as_str().unwrap_or("").to_string(), r["max"].as_i64().unwrap_or(-1), r["load"].as_i64().unwrap_or(-1))
+                (
+                    r["name"].as_str().unwrap_or("").to_string(),
+                    r["max"].as_i64().unwrap_or(-1),
+                    r["load"].as_i64().unwrap_or(-1),
+                )
             })
             .collect();
         out.push((d["uri"].as_str().unwrap_or("").to_string(), d["enabled"].as_str().unwrap_or("").to_string(), res));
@@ -60,7 +67,12 @@ fn loads(proxy: &Proxy) -> Vec<i64> {
     lb_list(proxy).iter().map(|(_, _, r)| r.iter().find(|x| x.0 == "pstn").map_or(-1, |x| x.2)).collect()
 }
 
-fn wait_until<T: std::fmt::Debug>(within: Duration, what: &str, mut probe: impl FnMut() -> T, ok: impl Fn(&T) -> bool) -> T {
+fn wait_until<T: std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> T {
     let end = Instant::now() + within;
     loop {
         let v = probe();
@@ -151,7 +163,11 @@ fn one_invite(proxy: &Proxy) -> Option<u16> {
 
 #[test]
 fn relative_mode_spreads_by_capacity_refuses_overflow_and_load_drops_after_bye() {
-    let proxy = Proxy::start_with("lb-relative", &lb_script(r#"load_balance("1", "pstn", "1")"#), "\n[load_balancer]\nprobing_interval = 0\n");
+    let proxy = Proxy::start_with(
+        "lb-relative",
+        &lb_script(r#"load_balance("1", "pstn", "1")"#),
+        "\n[load_balancer]\nprobing_interval = 0\n",
+    );
     let (pa, pb) = (free_port(), free_port());
     let (mut a, mut b) = (backend(&proxy, "uas-a", pa), backend(&proxy, "uas-b", pb));
     provision(&proxy, &[row(1, pa, "pstn=10", 0), row(1, pb, "pstn=20", 0)]);
@@ -178,7 +194,11 @@ fn relative_mode_spreads_by_capacity_refuses_overflow_and_load_drops_after_bye()
 
 #[test]
 fn absolute_mode_fills_the_most_free_channels_first() {
-    let proxy = Proxy::start_with("lb-absolute", &lb_script(r#"lb_start(1, "pstn")"#), "\n[load_balancer]\nprobing_interval = 0\n");
+    let proxy = Proxy::start_with(
+        "lb-absolute",
+        &lb_script(r#"lb_start(1, "pstn")"#),
+        "\n[load_balancer]\nprobing_interval = 0\n",
+    );
     let (pa, pb) = (free_port(), free_port());
     let (mut a, mut b) = (backend(&proxy, "uas-a", pa), backend(&proxy, "uas-b", pb));
     provision(&proxy, &[row(1, pa, "pstn=10", 0), row(1, pb, "pstn=20", 0)]);
@@ -227,7 +247,8 @@ fn lb_next_fails_over_and_probing_disables_and_enables_a_backend() {
 
     // Now a call: a (silent) is the only enabled destination; it fails and lb_next has
     // nothing left: 503.
-    let mut refused = Sipp::uac("uac-refused", "uac-reject.xml", &proxy, Proto::Udp).calls(1).timeout_s(20).spawn(&proxy.dir);
+    let mut refused =
+        Sipp::uac("uac-refused", "uac-reject.xml", &proxy, Proto::Udp).calls(1).timeout_s(20).spawn(&proxy.dir);
     refused.assert_success();
     assert!(proxy.log_text().contains("LB-NONEXT -3"), "{}", proxy.log_text());
 

@@ -103,12 +103,19 @@ fn fixture(src: &str) -> Fixture {
     let modules = Modules::new(&Config::default());
     modules.load_balancer.replace(rows());
     let engine = build_engine(limits(), &*modules.registrar());
-    let bundle = compile(engine, Source::Text { text: src, name: "lb.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"));
+    let bundle =
+        compile(engine, Source::Text { text: src, name: "lb.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"));
     Fixture { modules, bundle }
 }
 
 impl Fixture {
-    fn run(&self, hook: &str, n: usize, kind: RouteKind, dlg: Option<Arc<siprox::dialog::Dialog>>) -> (Ctx, Outcome, Arc<Core>) {
+    fn run(
+        &self,
+        hook: &str,
+        n: usize,
+        kind: RouteKind,
+        dlg: Option<Arc<siprox::dialog::Dialog>>,
+    ) -> (Ctx, Outcome, Arc<Core>) {
         let core = Arc::new(Core::default());
         let msg = SipMsg::parse(Bytes::from(invite(n))).expect("parses");
         let src: SocketAddr = "192.0.2.10:5060".parse().unwrap();
@@ -340,7 +347,11 @@ impl TestDb {
         let admin = match std::env::var(var) {
             Ok(u) if !u.trim().is_empty() => u,
             _ => {
-                let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {var} not set: load_balancer table test not run on {} ***\n", backend.name());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPED: {var} not set: load_balancer table test not run on {} ***\n",
+                    backend.name()
+                );
                 return None;
             }
         };
@@ -411,15 +422,24 @@ fn table_case(backend: Backend) {
         assert_eq!(mi.commands.call("lb_reload", None).await.unwrap(), json!("OK"));
         let list = mi.commands.call("lb_list", None).await.unwrap();
         let d0 = &list["Destinations"][0];
-        assert_eq!((d0["id"].as_i64(), d0["auto-re"].as_str(), d0["description"].as_str()), (Some(ia), Some("on"), Some("gw a")));
-        assert_eq!(d0["Resources"], json!([{"name": "pstn", "max": 32, "load": 0}, {"name": "transc", "max": 10, "load": 0}]));
+        assert_eq!(
+            (d0["id"].as_i64(), d0["auto-re"].as_str(), d0["description"].as_str()),
+            (Some(ia), Some("on"), Some("gw a"))
+        );
+        assert_eq!(
+            d0["Resources"],
+            json!([{"name": "pstn", "max": 32, "load": 0}, {"name": "transc", "max": 10, "load": 0}])
+        );
 
         // lb_status: off by MI (auto-re off), on again; queried.
         let ok = mi.commands.call("lb_status", Some(json!([ia.to_string(), "0"]))).await.unwrap();
         assert_eq!(ok, json!("OK"));
         assert_eq!(lb.status(ia), Some(Status::DisabledByMi));
         let list = mi.commands.call("lb_list", None).await.unwrap();
-        assert_eq!((list["Destinations"][0]["enabled"].as_str(), list["Destinations"][0]["auto-re"].as_str()), (Some("no"), Some("off")));
+        assert_eq!(
+            (list["Destinations"][0]["enabled"].as_str(), list["Destinations"][0]["auto-re"].as_str()),
+            (Some("no"), Some("off"))
+        );
         let q = mi.commands.call("lb_status", Some(json!({"destination_id": ia}))).await.unwrap();
         assert_eq!(q, json!({"enabled": "no"}));
 

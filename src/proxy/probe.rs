@@ -104,7 +104,11 @@ impl Probed for LoadBalancer {
 }
 
 /// Starts the probe loop of `module` when it has an interval; it ends with the runtime.
-pub fn start<P: Probed>(proxy: Arc<Proxy>, module: Arc<P>, fr_timeout: Duration) -> Option<tokio::task::JoinHandle<()>> {
+pub fn start<P: Probed>(
+    proxy: Arc<Proxy>,
+    module: Arc<P>,
+    fr_timeout: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
     let every = module.interval()?;
     let timeout = every.min(fr_timeout).max(Duration::from_millis(100));
     // Destinations whose probe is still out: never two at once for one (their results

@@ -270,10 +270,8 @@ fn parse_resources(text: &str) -> Result<Vec<(String, i64)>, String> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(format!("resource name {name:?} is not a plain word"));
         }
-        let max: i64 = max
-            .trim()
-            .parse()
-            .map_err(|_| format!("capacity of {name:?} is not an integer: {:?}", max.trim()))?;
+        let max: i64 =
+            max.trim().parse().map_err(|_| format!("capacity of {name:?} is not an integer: {:?}", max.trim()))?;
         if out.iter().any(|(n, _)| n == name) {
             return Err(format!("resource {name:?} appears twice"));
         }
@@ -561,7 +559,14 @@ impl LoadBalancer {
     }
 
     /// Chooses among group `group`, skipping `tried` (the select lock is held).
-    fn choose(&self, table: &Table, group: i64, resources: &[String], flags: Flags, tried: &[i64]) -> Result<usize, LbError> {
+    fn choose(
+        &self,
+        table: &Table,
+        group: i64,
+        resources: &[String],
+        flags: Flags,
+        tried: &[i64],
+    ) -> Result<usize, LbError> {
         let idx: Vec<usize> = (0..table.dsts.len()).filter(|&i| table.dsts[i].group == group).collect();
         let cands: Vec<Candidate> = idx
             .iter()
@@ -623,7 +628,13 @@ impl LoadBalancer {
     ///
     /// # Errors
     /// See [`LbError`]; on error the dialog is in no LB profile and has no session.
-    pub fn start(&self, dlg: &Arc<Dialog>, group: i64, resources: Vec<String>, flags: Flags) -> Result<Chosen, LbError> {
+    pub fn start(
+        &self,
+        dlg: &Arc<Dialog>,
+        group: i64,
+        resources: Vec<String>,
+        flags: Flags,
+    ) -> Result<Chosen, LbError> {
         self.reset(dlg);
         let table = self.table.load();
         Self::check_resources(&table, &resources)?;
@@ -642,7 +653,8 @@ impl LoadBalancer {
     /// # Errors
     /// No session ([`LbError::Internal`]), or see [`LbError`].
     pub fn next(&self, dlg: &Arc<Dialog>) -> Result<Chosen, LbError> {
-        let cell = Self::session(dlg).ok_or_else(|| LbError::Internal("no load-balancing session (lb_start first)".into()))?;
+        let cell =
+            Self::session(dlg).ok_or_else(|| LbError::Internal("no load-balancing session (lb_start first)".into()))?;
         let mut s = lock(&cell);
         if let Some(cur) = s.current.take() {
             self.leave(dlg, cur, &s.resources);

@@ -107,7 +107,13 @@ fn truthy(v: &Dynamic) -> bool {
     v.as_bool().unwrap_or_else(|_| as_int(v).unwrap_or(0) != 0)
 }
 
-fn is_destination(lb: &LoadBalancer, ip: &Dynamic, port: &Dynamic, grp: Option<&Dynamic>, active: Option<&Dynamic>) -> bool {
+fn is_destination(
+    lb: &LoadBalancer,
+    ip: &Dynamic,
+    port: &Dynamic,
+    grp: Option<&Dynamic>,
+    active: Option<&Dynamic>,
+) -> bool {
     let group = grp.and_then(as_int).filter(|&g| g >= 0);
     lb.find(&as_text(ip), port_of(port), group, active.is_some_and(truthy)).is_some()
 }
@@ -182,7 +188,8 @@ pub fn register(engine: &mut Engine, lb: &Arc<LoadBalancer>, dialogs: &Arc<Dialo
     }
 
     let l = lb.clone();
-    engine.register_fn("lb_is_destination", move |ip: Dynamic, port: Dynamic| is_destination(&l, &ip, &port, None, None));
+    engine
+        .register_fn("lb_is_destination", move |ip: Dynamic, port: Dynamic| is_destination(&l, &ip, &port, None, None));
     let l = lb.clone();
     engine.register_fn("lb_is_destination", move |ip: Dynamic, port: Dynamic, grp: Dynamic| {
         is_destination(&l, &ip, &port, Some(&grp), None)

@@ -128,10 +128,7 @@ mod tests {
         assert_eq!(Flags::parse(""), Ok(Flags::default()));
         assert_eq!(Flags::parse("0"), Ok(Flags::default()));
         assert_eq!(Flags::parse("1"), Ok(Flags { relative: true, ..Flags::default() }));
-        assert_eq!(
-            Flags::parse("rns"),
-            Ok(Flags { relative: true, negative: true, random_ties: true })
-        );
+        assert_eq!(Flags::parse("rns"), Ok(Flags { relative: true, negative: true, random_ties: true }));
         assert_eq!(Flags::parse("rx"), Err('x'));
         assert_eq!(Flags::parse("2"), Err('2'));
         assert_eq!(Flags::parse("sr").map(Flags::text).as_deref(), Ok("rs"));
@@ -171,7 +168,13 @@ mod tests {
         let c = [cand(1, &[(10, 5)]), cand(2, &[(10, 5)]), cand(3, &[(10, 6)])];
         assert_eq!(choose(&c, Flags::default(), |_| panic!("no draw without s")), Ok(0));
         let s = Flags { random_ties: true, ..Flags::default() };
-        assert_eq!(choose(&c, s, |n| { assert_eq!(n, 2, "two tied"); 1 }), Ok(1));
+        assert_eq!(
+            choose(&c, s, |n| {
+                assert_eq!(n, 2, "two tied");
+                1
+            }),
+            Ok(1)
+        );
         assert_eq!(choose(&c, s, |_| 0), Ok(0));
     }
 

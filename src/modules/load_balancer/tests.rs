@@ -286,7 +286,11 @@ fn find_and_count_call() {
     let d = dialog(&dialogs, 1);
     lb.count_call(&d, 1, &res(&["pstn"]), false).unwrap();
     assert_eq!(lb.load("pstn", 1), 1);
-    assert_eq!(lb.count_call(&d, 1, &res(&["transc"]), false).map_err(|e| e.code()), Err(-1), "a does not offer transc");
+    assert_eq!(
+        lb.count_call(&d, 1, &res(&["transc"]), false).map_err(|e| e.code()),
+        Err(-1),
+        "a does not offer transc"
+    );
     assert_eq!(lb.count_call(&d, 1, &res(&["fax"]), false).map_err(|e| e.code()), Err(-4));
     lb.count_call(&d, 1, &res(&["pstn"]), true).unwrap();
     assert_eq!(lb.load("pstn", 1), 0);
