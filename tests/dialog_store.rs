@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{free_port, TempDir};
+use support::{free_port, Proxy, TempDir};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -390,6 +390,46 @@ fn proxy_restores_at_start_and_mi_syncs() {
         assert_eq!(rows(&db).await.len(), 2);
         drop(running);
     });
+}
+
+/// Runs `f` on the (migrated) database at `url`, then closes it.
+fn on_db<T>(url: &str, f: impl AsyncFnOnce(&Db) -> T) -> T {
+    rt().block_on(async {
+        let db = Db::open(url).await.expect("open");
+        db.migrate().await.expect("migrate");
+        let out = f(&db).await;
+        db.close().await;
+        out
+    })
+}
+
+/// `siprox run` with db_mode 3: the table's dialog is restored at start, and SIGTERM
+/// writes memory back as the whole table (a row added behind its back goes).
+#[test]
+fn siprox_run_restores_and_writes_at_shutdown() {
+    let dir = TempDir::new("dlg_run_db");
+    let url = format!("sqlite://{}", dir.join("dialogs.db").display());
+    let kept = {
+        let t = table();
+        DialogRecord::of(&confirmed(&t, "run-1"))
+    };
+    let stranger = DialogRecord { dlg_id: 5, callid: "run-2".into(), state: 4, ..kept.clone() };
+    on_db(&url, async |db| store::upsert(db, DEFAULT_TABLE, &kept).await.expect("upsert"));
+
+    let toml = format!("[db]\nurl = \"{url}\"\n\n[dialog]\ndb_mode = 3\nprofiles_with_value = [\"caller\"]\n");
+    let proxy = Proxy::start_with("dlg_run", "fn route() { exit(); }", &toml);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !proxy.log_text().contains("dialogs restored from the database") {
+        assert!(Instant::now() < until, "no restore at start:\n{}", proxy.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    on_db(&url, async |db| store::upsert(db, DEFAULT_TABLE, &stranger).await.expect("upsert"));
+    let log = proxy.log_text();
+    assert!(log.contains("restored=1"), "{log}");
+    proxy.stop();
+
+    let got = on_db(&url, async |db| rows(db).await);
+    assert_eq!(got, vec![kept], "the table is what memory held at SIGTERM");
 }
 
 #[test]

@@ -243,13 +243,16 @@ impl Writer {
 }
 
 /// Starts writing `dialogs` to `[dialog] table_name` as `[dialog] db_mode` says; `None` for
-/// db_mode 0. Must run inside a tokio runtime. Modes above 3 are taken as 1 (the config
-/// check refuses them; this keeps a hand-built config safe).
+/// db_mode 0. Must run inside a tokio runtime. A mode above 3 is taken as 1 (logged): the
+/// safest reading of a typo is to keep the dialogs.
 pub fn start_writer(db: Arc<Db>, dialogs: Arc<Dialogs>, cfg: &DialogConfig) -> Option<Writer> {
     let mode = match cfg.db_mode {
         0 => return None,
         m @ 1..=3 => m,
-        _ => 1,
+        other => {
+            tracing::warn!(db_mode = other, "[dialog] db_mode is 0 to 3; using 1 (realtime)");
+            1
+        }
     };
     let mut store = DialogStore::new(db, dialogs.clone(), &cfg.table_name);
     store.restore_first = true;
@@ -294,9 +297,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
-        // The table may not exist yet (PostgreSQL/MySQL migrated in the background).
-        // Changes queue on the channel meanwhile.
-        self.store.db.wait_ready().await;
+        self.until_ready().await;
         let mut tick = self.period.map(|p| {
             let mut t = tokio::time::interval_at(Instant::now() + p, p);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -341,6 +342,37 @@ impl Task {
         }
     }
 
+    /// Waits for the migrations (PostgreSQL/MySQL down at start: the table may not exist
+    /// yet). Changes are coalesced into `pending` meanwhile, so a long outage costs one
+    /// entry per dialog, and requests are answered at once instead of hanging.
+    async fn until_ready(&mut self) {
+        let db = self.store.db.clone();
+        let ready = db.wait_ready();
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut ready => return,
+                req = self.requests.recv() => {
+                    let not_ready = || DbError::Unavailable {
+                        url: db.url().to_string(),
+                        reason: "the migrations have not run yet".into(),
+                    };
+                    match req {
+                        Some(Request::Flush(reply) | Request::Sync(reply)) => {
+                            let _ = reply.send(Err(not_ready()));
+                        }
+                        None => return,
+                    }
+                }
+                change = recv(&mut self.changes) => match change {
+                    Some(c) => self.queue(c),
+                    None => self.changes = None,
+                },
+            }
+        }
+    }
+
     fn queue(&mut self, change: Change) {
         match change {
             Change::Saved(d) => self.pending.insert(d.id, Op::Save(d)),
@@ -354,14 +386,12 @@ impl Task {
         if let Some(rx) = self.changes.as_mut() {
             loop {
                 match rx.try_recv() {
-                    Ok(c) => match c {
-                        Change::Saved(d) => {
-                            self.pending.insert(d.id, Op::Save(d));
-                        }
-                        Change::Removed(id) => {
-                            self.pending.insert(id, Op::Remove);
-                        }
-                    },
+                    Ok(Change::Saved(d)) => {
+                        self.pending.insert(d.id, Op::Save(d));
+                    }
+                    Ok(Change::Removed(id)) => {
+                        self.pending.insert(id, Op::Remove);
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         closed = true;
@@ -527,5 +557,19 @@ mod tests {
         assert!(db.health().retries() >= 1);
         // Still pending: the next flush tries again.
         assert!(w.flush().await.is_err());
+    }
+
+    /// Before the migrations ran, a flush is answered (not left hanging) and changes wait.
+    #[tokio::test]
+    async fn flush_before_the_migrations_answers() {
+        let db = Arc::new(Db::open("sqlite::memory:").await.expect("open"));
+        let t = Dialogs::new(DialogParams::default());
+        let cfg = DialogConfig { db_mode: 2, ..Default::default() };
+        let w = start_writer(db.clone(), t, &cfg).expect("db_mode 2");
+        let e = tokio::time::timeout(Duration::from_secs(2), w.flush()).await.expect("answered");
+        assert!(matches!(e, Err(DbError::Unavailable { .. })), "{e:?}");
+        db.migrate().await.expect("migrate");
+        let n = tokio::time::timeout(Duration::from_secs(2), w.flush()).await.expect("answered");
+        assert_eq!(n.expect("flushed"), 0);
     }
 }
