@@ -156,7 +156,10 @@ fn migrations_case(t: &TestDb) {
     rt().block_on(async {
         let db = t.open().await;
         let applied = db.migrate().await.unwrap_or_else(|e| panic!("{}: {e}", t.url));
-        assert_eq!(applied.iter().map(|a| (a.version, a.description.as_str())).collect::<Vec<_>>(), [(1, "version dispatcher")]);
+        assert_eq!(
+            applied.iter().map(|a| (a.version, a.description.as_str())).collect::<Vec<_>>(),
+            [(1, "version dispatcher"), (2, "dialog")]
+        );
         assert!(db.is_ready());
         // Idempotent, also from a second pool (another node, or `siprox migrate` beside the proxy).
         assert!(db.migrate().await.unwrap().is_empty());
@@ -165,8 +168,9 @@ fn migrations_case(t: &TestDb) {
         again.close().await;
 
         assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'dispatcher'").await, 9);
-        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM version").await, 1);
-        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+        assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'dialog'").await, 12);
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM version").await, 2);
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 2);
         exec(&db, "SELECT id, setid, destination, socket, state, probe_mode, weight, priority, attrs, description FROM dispatcher WHERE 1 = 0").await;
 
         // Column defaults: a row given only its destination.
