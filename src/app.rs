@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::db::{self, Db, DbError};
 use crate::mi::{self, Mi};
-use crate::modules::{dialog, dispatcher, Modules};
+use crate::modules::{dialog, dispatcher, load_balancer, Modules};
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
@@ -145,6 +145,10 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     dispatcher::mi::install(&mi, ds.clone(), ds_loader.clone());
     announce_state_changes(&ds, &proxy);
     persist_state_changes(&ds, db.clone());
+    let lb = modules.load_balancer.clone();
+    let lb_loader = load_balancer_loader(cfg, db.clone());
+    load_balancer::mi::install(&mi, lb.clone(), lb_loader.clone());
+    announce_lb_changes(&lb, &proxy);
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
@@ -152,6 +156,8 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     proxy.startup();
     tokio::spawn(load_dispatcher(ds.clone(), ds_loader));
     crate::proxy::probe::start(proxy.clone(), ds, Duration::from_secs(cfg.tm.fr_timeout));
+    tokio::spawn(load_lb(lb.clone(), lb_loader));
+    crate::proxy::probe::start(proxy.clone(), lb, Duration::from_secs(cfg.tm.fr_timeout));
     let (dialog_writer, dialog_tasks) = start_dialogs(cfg, &mi, &db, &modules);
     Ok(Running {
         transport,
@@ -208,6 +214,18 @@ fn announce_state_changes(ds: &dispatcher::Dispatcher, proxy: &Arc<Proxy>) {
         let (Some(proxy), Ok(rt)) = (proxy.upgrade(), tokio::runtime::Handle::try_current()) else { return };
         let change = change.clone();
         rt.spawn(async move { crate::proxy::probe::announce(&proxy, &change) });
+    });
+}
+
+/// Every load-balancer status change (probe, `lb_disable_dst`, `lb_status`) raises
+/// `event_route_E_LOAD_BALANCER_STATUS`, on a task of its own for the same reason as the
+/// dispatcher's (the change may come from inside a script function).
+fn announce_lb_changes(lb: &load_balancer::LoadBalancer, proxy: &Arc<Proxy>) {
+    let proxy = Arc::downgrade(proxy);
+    lb.on_status_change(move |change| {
+        let (Some(proxy), Ok(rt)) = (proxy.upgrade(), tokio::runtime::Handle::try_current()) else { return };
+        let change = change.clone();
+        rt.spawn(async move { crate::proxy::probe::announce_lb(&proxy, &change) });
     });
 }
 
@@ -287,6 +305,39 @@ fn dispatcher_loader(cfg: &Config, db: Arc<Db>) -> dispatcher::DsLoader {
                 return Err(format!("the database is not ready ({})", db.url()));
             }
             dispatcher::store::load(&db, &table).await.map_err(|e| e.to_string())
+        })
+    })
+}
+
+/// The first load of the load-balancing destinations, retried with backoff like the
+/// dispatcher's (meanwhile `lb_start` finds no resource and answers -4).
+async fn load_lb(lb: Arc<load_balancer::LoadBalancer>, loader: load_balancer::LbLoader) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match lb.reload(&loader).await {
+            Ok(r) => {
+                tracing::info!(destinations = r.destinations, groups = r.groups, "load_balancer destinations loaded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "load_balancer destinations not loaded");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// What `lb_reload` (and the load at start) reads the `load_balancer` table with.
+fn load_balancer_loader(cfg: &Config, db: Arc<Db>) -> load_balancer::LbLoader {
+    let table = cfg.load_balancer.table_name.clone();
+    Arc::new(move || {
+        let (table, db) = (table.clone(), db.clone());
+        Box::pin(async move {
+            if tokio::time::timeout(db.timeout(), db.wait_ready()).await.is_err() {
+                return Err(format!("the database is not ready ({})", db.url()));
+            }
+            load_balancer::store::load(&db, &table).await.map_err(|e| e.to_string())
         })
     })
 }

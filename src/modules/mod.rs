@@ -10,6 +10,7 @@
 
 pub mod dialog;
 pub mod dispatcher;
+pub mod load_balancer;
 pub mod maxfwd;
 pub mod rr;
 pub mod sl;
@@ -29,15 +30,20 @@ pub struct Modules {
     pub dispatcher: Arc<dispatcher::Dispatcher>,
     /// Every dialog this node tracks (created by `create_dialog`, restored from the table).
     pub dialogs: Arc<crate::dialog::Dialogs>,
+    /// Load-balancing destinations, empty until loaded (`LoadBalancer::replace`,
+    /// `lb_reload`); their load is counted in `dialogs`' profiles.
+    pub load_balancer: Arc<load_balancer::LoadBalancer>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
 }
 
 impl Modules {
     pub fn new(cfg: &Config) -> Modules {
+        let dialogs = dialog::table(&cfg.dialog);
         Modules {
             dispatcher: Arc::new(dispatcher::Dispatcher::new(&cfg.dispatcher)),
-            dialogs: dialog::table(&cfg.dialog),
+            load_balancer: Arc::new(load_balancer::LoadBalancer::new(&cfg.load_balancer, dialogs.clone())),
+            dialogs,
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
         }
@@ -53,6 +59,7 @@ impl Modules {
             sl::script::register(engine);
             tm::script::register(engine);
             dispatcher::script::register(engine, &m.dispatcher);
+            load_balancer::script::register(engine, &m.load_balancer, &m.dialogs);
         })
     }
 }

@@ -1,7 +1,8 @@
-//! The network side of dispatcher probing (spec §6.4): every `ds_ping_interval` an OPTIONS
-//! (`ds_ping_method`) to each destination the dispatcher wants probed, from the socket its set
-//! uses; the outcome goes back to the dispatcher, and a state change is logged and raised
-//! as `event_route_E_DISPATCHER_STATUS` when the script defines it.
+//! The network side of probing (spec §6.4, §7): every interval a request (OPTIONS by
+//! default) to each destination a module wants probed; the outcome goes back to the module,
+//! and a state change is logged and raised as an event route when the script defines it.
+//! The dispatcher and the load balancer share the loop, the one-probe-at-a-time rule and
+//! the request building through [`Probed`]; each keeps its own state machine.
 //!
 //! A probe that gets no final reply within the ping interval (or `fr_timeout`, when shorter)
 //! counts as a 408: a stopped backend is then found within interval × threshold, plus the
@@ -10,7 +11,8 @@
 use super::util::{socket_listener, uri_dest, Resolve};
 use super::Proxy;
 use crate::message::SipMsg;
-use crate::modules::dispatcher::{Dispatcher, ProbeTarget, StateChange};
+use crate::modules::dispatcher::{self, Dispatcher, StateChange};
+use crate::modules::load_balancer::{self, LoadBalancer, StatusChange};
 use crate::script::api::{Ctx, RouteKind};
 use crate::script::Outcome;
 use crate::transaction::{Dest, LocalRequest};
@@ -19,29 +21,113 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The event route a state change raises (OpenSIPS `E_DISPATCHER_STATUS`).
+/// The event route a dispatcher state change raises (OpenSIPS `E_DISPATCHER_STATUS`).
 const EVENT_ROUTE: &str = "event_route_E_DISPATCHER_STATUS";
+/// The event route a load-balancer status change raises (`E_LOAD_BALANCER_STATUS`).
+const LB_EVENT_ROUTE: &str = "event_route_E_LOAD_BALANCER_STATUS";
 
-/// Starts the probe loop when `ds_ping_interval` is set; it ends with the runtime.
-pub fn start(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, fr_timeout: Duration) -> Option<tokio::task::JoinHandle<()>> {
-    let every = ds.ping_interval()?;
+/// One probe to send: where, from which socket, and what.
+#[derive(Clone, Debug)]
+pub struct Ping {
+    pub uri: String,
+    /// Socket to send from (`proto:ip:port`), when the module names one.
+    pub socket: Option<String>,
+    pub method: String,
+    pub from: String,
+    pub max_forwards: u32,
+}
+
+/// A module whose destinations are probed: what to probe each round, and where outcomes go.
+pub trait Probed: Send + Sync + 'static {
+    type Target: Send + 'static;
+    /// Time between rounds; `None` = no probing.
+    fn interval(&self) -> Option<Duration>;
+    /// The destinations to probe this round.
+    fn targets(&self) -> Vec<Self::Target>;
+    /// Names a destination: one probe at a time per key.
+    fn key(target: &Self::Target) -> String;
+    fn ping(&self, target: &Self::Target) -> Ping;
+    /// The final reply's code, `None` when none came (counted as 408 by the module).
+    fn result(&self, target: &Self::Target, code: Option<u16>);
+}
+
+impl Probed for Dispatcher {
+    type Target = dispatcher::ProbeTarget;
+    fn interval(&self) -> Option<Duration> {
+        self.ping_interval()
+    }
+    fn targets(&self) -> Vec<Self::Target> {
+        self.probe_targets()
+    }
+    fn key(t: &Self::Target) -> String {
+        format!("{} {}", t.setid, t.uri)
+    }
+    fn ping(&self, t: &Self::Target) -> Ping {
+        Ping {
+            uri: t.uri.clone(),
+            socket: t.socket.clone(),
+            method: self.ping_method().to_string(),
+            from: self.ping_from().to_string(),
+            max_forwards: self.ping_maxfwd().unwrap_or(70),
+        }
+    }
+    fn result(&self, t: &Self::Target, code: Option<u16>) {
+        // A state change reaches the dispatcher's listeners (the log, the event route).
+        let _ = self.probe_result(t, code);
+    }
+}
+
+impl Probed for LoadBalancer {
+    type Target = load_balancer::ProbeTarget;
+    fn interval(&self) -> Option<Duration> {
+        self.probing_interval()
+    }
+    fn targets(&self) -> Vec<Self::Target> {
+        self.probe_targets()
+    }
+    fn key(t: &Self::Target) -> String {
+        format!("{} {}", t.id, t.uri)
+    }
+    fn ping(&self, t: &Self::Target) -> Ping {
+        Ping {
+            uri: t.uri.clone(),
+            socket: None,
+            method: self.probing_method().to_string(),
+            from: self.probing_from().to_string(),
+            max_forwards: 70,
+        }
+    }
+    fn result(&self, t: &Self::Target, code: Option<u16>) {
+        // A status change reaches the load balancer's listeners (the event route).
+        let _ = self.probe_result(t, code);
+    }
+}
+
+/// Starts the probe loop of `module` when it has an interval; it ends with the runtime.
+pub fn start<P: Probed>(proxy: Arc<Proxy>, module: Arc<P>, fr_timeout: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let every = module.interval()?;
     let timeout = every.min(fr_timeout).max(Duration::from_millis(100));
     // Destinations whose probe is still out: never two at once for one (their results
     // could arrive out of order), and a stalled resolver cannot pile probes up.
-    let busy: Arc<Mutex<HashSet<(i64, String)>>> = Arc::default();
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            for target in ds.probe_targets() {
-                let key = (target.setid, target.uri.clone());
+            for target in module.targets() {
+                let key = P::key(&target);
                 if !busy.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
                     continue;
                 }
-                let (proxy, ds, busy) = (proxy.clone(), ds.clone(), busy.clone());
+                let (proxy, module, busy) = (proxy.clone(), module.clone(), busy.clone());
                 tokio::spawn(async move {
-                    probe_one(proxy, ds, target, timeout).await;
+                    let ping = module.ping(&target);
+                    let code = match local_request(&proxy, &ping).await {
+                        Some(req) => proxy.tm.request_local(req, timeout).await,
+                        None => None,
+                    };
+                    module.result(&target, code);
                     busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 });
             }
@@ -49,31 +135,22 @@ pub fn start(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, fr_timeout: Duration) -> Op
     }))
 }
 
-async fn probe_one(proxy: Arc<Proxy>, ds: Arc<Dispatcher>, target: ProbeTarget, timeout: Duration) {
-    let code = match local_request(&proxy, &ds, &target).await {
-        Some(req) => proxy.tm.request_local(req, timeout).await,
-        None => None,
-    };
-    // A state change reaches the dispatcher's listeners (the log, the event route).
-    let _ = ds.probe_result(&target, code);
-}
-
-/// The probe for `target`: where to send it and from which socket.
-async fn local_request(proxy: &Proxy, ds: &Dispatcher, target: &ProbeTarget) -> Option<LocalRequest> {
+/// The probe `ping`: where to send it and from which socket.
+async fn local_request(proxy: &Proxy, ping: &Ping) -> Option<LocalRequest> {
     let tp = proxy.tp.clone();
-    let uri = target.uri.clone();
+    let uri = ping.uri.clone();
     // A host name is looked up with the system resolver, which blocks: off the workers.
     let hop = tokio::task::spawn_blocking(move || uri_dest(tp.sockets(), &uri, Resolve::System)).await.ok();
     let hop = match hop {
         Some(Ok(h)) => h,
         Some(Err(e)) => {
-            tracing::debug!(uri = %target.uri, error = ?e, "destination not probed");
+            tracing::debug!(uri = %ping.uri, error = ?e, "destination not probed");
             return None;
         }
         None => return None,
     };
     let sockets = proxy.tp.sockets();
-    let listener = target
+    let listener = ping
         .socket
         .as_deref()
         .and_then(|s| socket_listener(sockets, s))
@@ -81,14 +158,39 @@ async fn local_request(proxy: &Proxy, ds: &Dispatcher, target: &ProbeTarget) -> 
         .or_else(|| sockets.pick_listener(hop.proto, &hop.addr, None))?;
     let out = sockets.listener(listener)?;
     Some(LocalRequest {
-        method: ds.ping_method().to_string(),
-        ruri: target.uri.clone(),
-        from: ds.ping_from().to_string(),
-        max_forwards: ds.ping_maxfwd().unwrap_or(70),
+        method: ping.method.clone(),
+        ruri: ping.uri.clone(),
+        from: ping.from.clone(),
+        max_forwards: ping.max_forwards,
         dest: Dest { proto: hop.proto, addr: hop.addr, listener: Some(listener) },
         via_addr: out.advertised.clone(),
         dialog: None,
     })
+}
+
+/// Runs event route `route` with `params` (`$param(name)`) when the script defines it.
+fn raise_event(proxy: &Proxy, route: &str, params: Vec<(String, String)>) {
+    if !proxy.script.has_hook(route) {
+        return;
+    }
+    let none = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut ctx = Ctx::new(RouteKind::Event, SipMsg::empty(), none, "udp", none, proxy.core());
+    ctx.params = params;
+    let (_, outcome) = proxy.script.run(route, ctx);
+    if let Outcome::Error(e) = outcome {
+        tracing::error!(error = %e, "{route} failed");
+    }
+}
+
+/// Raises `event_route_E_LOAD_BALANCER_STATUS` for a load-balancer status change (probe,
+/// `lb_disable_dst`, `lb_status`) with OpenSIPS's parameters (`group`, `uri`, `status`).
+pub fn announce_lb(proxy: &Proxy, change: &StatusChange) {
+    let params = vec![
+        ("group".into(), change.group.to_string()),
+        ("uri".into(), change.uri.clone()),
+        ("status".into(), change.new.as_event().to_string()),
+    ];
+    raise_event(proxy, LB_EVENT_ROUTE, params);
 }
 
 /// Logs a state change (from a probe, `ds_mark_dst` or `ds_set_state`) and runs the event
@@ -101,19 +203,11 @@ pub fn announce(proxy: &Proxy, change: &StateChange) {
         to = change.new.as_str(),
         "dispatcher destination state changed"
     );
-    if !proxy.script.has_hook(EVENT_ROUTE) {
-        return;
-    }
-    let none = SocketAddr::from(([0, 0, 0, 0], 0));
-    let mut ctx = Ctx::new(RouteKind::Event, SipMsg::empty(), none, "udp", none, proxy.core());
-    ctx.params = vec![
+    let params = vec![
         ("group".into(), change.setid.to_string()),
         ("address".into(), change.uri.clone()),
         ("status".into(), change.new.as_lower().to_string()),
         ("partition".into(), "default".into()),
     ];
-    let (_, outcome) = proxy.script.run(EVENT_ROUTE, ctx);
-    if let Outcome::Error(e) = outcome {
-        tracing::error!(error = %e, "event_route_E_DISPATCHER_STATUS failed");
-    }
+    raise_event(proxy, EVENT_ROUTE, params);
 }

@@ -1,0 +1,182 @@
+//! The `load_balancer` table's SQL: OpenSIPS 3.x columns (spec §7, table version 3), one
+//! dialect per backend (`?` placeholders for SQLite and MySQL, `$n` for PostgreSQL).
+//!
+//! Every function runs through [`Db::run`] (bounded by `[db] timeout_ms`, counted in the
+//! database's health, failing with a [`DbError`] naming what it did). The table name comes
+//! from configuration and is spliced into the SQL, so it is checked first.
+
+use super::LbRow;
+use crate::db::{sql_name, Db, DbError, Pool};
+use sqlx::Row;
+
+/// OpenSIPS's default `db_table`.
+pub const DEFAULT_TABLE: &str = "load_balancer";
+
+const COLUMNS: &str = "id, group_id, dst_uri, resources, probe_mode, attrs, description";
+
+/// Every row of `table`, in id order (the order ties are broken in).
+///
+/// # Errors
+/// An invalid table name, or the query failed (see [`Db::run`]).
+pub async fn load(db: &Db, table: &str) -> Result<Vec<LbRow>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY id", sql_name(table)?);
+    let what = format!("loading {table}");
+    db.run(&what, async {
+        match db.pool() {
+            Pool::Sqlite(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(sqlite_row).collect(),
+            Pool::Postgres(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(pg_row).collect(),
+            Pool::MySql(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(mysql_row).collect(),
+        }
+    })
+    .await
+}
+
+/// Adds `row` (its `id` is ignored: the database assigns one) and returns the new id.
+///
+/// # Errors
+/// An invalid table name, a value the columns cannot hold, or the query failed.
+pub async fn insert(db: &Db, table: &str, row: &LbRow) -> Result<i64, DbError> {
+    let t = sql_name(table)?;
+    let cols = "group_id, dst_uri, resources, probe_mode, attrs, description";
+    let what = format!("adding {} to group {} of {table}", row.dst_uri, row.group_id);
+    macro_rules! bind_all {
+        ($q:expr) => {
+            $q.bind(row.group_id)
+                .bind(&row.dst_uri)
+                .bind(&row.resources)
+                .bind(row.probe_mode)
+                .bind(&row.attrs)
+                .bind(&row.description)
+        };
+    }
+    db.run(&what, async {
+        match db.pool() {
+            Pool::Sqlite(p) => {
+                let sql = format!("INSERT INTO {t} ({cols}) VALUES (?, ?, ?, ?, ?, ?) RETURNING id");
+                bind_all!(sqlx::query(&sql)).fetch_one(p).await?.try_get::<i64, _>(0)
+            }
+            Pool::Postgres(p) => {
+                // The columns are INTEGER (32 bits): bind 32-bit values.
+                let sql = format!("INSERT INTO {t} ({cols}) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id");
+                let group = i32::try_from(row.group_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let probe = i32::try_from(row.probe_mode).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let r = sqlx::query(&sql)
+                    .bind(group)
+                    .bind(&row.dst_uri)
+                    .bind(&row.resources)
+                    .bind(probe)
+                    .bind(&row.attrs)
+                    .bind(&row.description)
+                    .fetch_one(p)
+                    .await?;
+                pg_int(&r, "id")
+            }
+            Pool::MySql(p) => {
+                let sql = format!("INSERT INTO {t} ({cols}) VALUES (?, ?, ?, ?, ?, ?)");
+                let done = bind_all!(sqlx::query(&sql)).execute(p).await?;
+                i64::try_from(done.last_insert_id()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            }
+        }
+    })
+    .await
+}
+
+/// Removes the row with this `id`; returns how many rows went (0 or 1).
+///
+/// # Errors
+/// An invalid table name, or the query failed.
+pub async fn delete_id(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
+    let t = sql_name(table)?;
+    let what = format!("removing id {id} from {table}");
+    let sql = match db.pool() {
+        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE id = $1"),
+        _ => format!("DELETE FROM {t} WHERE id = ?"),
+    };
+    db.run(&what, async {
+        Ok(match db.pool() {
+            Pool::Sqlite(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
+            Pool::Postgres(p) => {
+                let id = i32::try_from(id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                sqlx::query(&sql).bind(id).execute(p).await?.rows_affected()
+            }
+            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
+        })
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- row decoding
+
+fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<LbRow, sqlx::Error> {
+    Ok(LbRow {
+        id: r.try_get("id")?,
+        group_id: r.try_get("group_id")?,
+        dst_uri: r.try_get("dst_uri")?,
+        resources: r.try_get("resources")?,
+        probe_mode: r.try_get("probe_mode")?,
+        attrs: r.try_get("attrs")?,
+        description: r.try_get("description")?,
+    })
+}
+
+/// PostgreSQL's INTEGER is 32 bits (BIGINT tolerated too).
+fn pg_int(r: &sqlx::postgres::PgRow, col: &str) -> Result<i64, sqlx::Error> {
+    r.try_get::<i32, _>(col).map(i64::from).or_else(|_| r.try_get::<i64, _>(col))
+}
+
+fn pg_row(r: &sqlx::postgres::PgRow) -> Result<LbRow, sqlx::Error> {
+    Ok(LbRow {
+        id: pg_int(r, "id")?,
+        group_id: pg_int(r, "group_id")?,
+        dst_uri: r.try_get("dst_uri")?,
+        resources: r.try_get("resources")?,
+        probe_mode: pg_int(r, "probe_mode")?,
+        attrs: r.try_get("attrs")?,
+        description: r.try_get("description")?,
+    })
+}
+
+/// MySQL integers: signed, or UNSIGNED as in OpenSIPS's own MySQL schema.
+fn mysql_int(r: &sqlx::mysql::MySqlRow, col: &str) -> Result<i64, sqlx::Error> {
+    r.try_get::<i64, _>(col).or_else(|_| {
+        let u = r.try_get::<u64, _>(col)?;
+        i64::try_from(u).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    })
+}
+
+fn mysql_row(r: &sqlx::mysql::MySqlRow) -> Result<LbRow, sqlx::Error> {
+    Ok(LbRow {
+        id: mysql_int(r, "id")?,
+        group_id: mysql_int(r, "group_id")?,
+        dst_uri: r.try_get("dst_uri")?,
+        resources: r.try_get("resources")?,
+        probe_mode: mysql_int(r, "probe_mode")?,
+        attrs: r.try_get("attrs")?,
+        description: r.try_get("description")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_round_trip() {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let mut a = LbRow::new(1, "sip:10.0.0.1", "pstn=32;transc=10");
+        a.probe_mode = 2;
+        a.attrs = Some("x=1".into());
+        let b = LbRow::new(2, "sip:10.0.0.2:5080", "pstn=10");
+        let ia = insert(&db, DEFAULT_TABLE, &a).await.unwrap();
+        let ib = insert(&db, DEFAULT_TABLE, &b).await.unwrap();
+        assert!(ib > ia);
+        let rows = load(&db, DEFAULT_TABLE).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], LbRow { id: ia, ..a });
+        assert_eq!(rows[1].dst_uri, "sip:10.0.0.2:5080");
+        assert_eq!(delete_id(&db, DEFAULT_TABLE, ia).await.unwrap(), 1);
+        assert_eq!(load(&db, DEFAULT_TABLE).await.unwrap().len(), 1);
+        assert!(matches!(load(&db, "x; drop").await, Err(DbError::InvalidName(_))));
+    }
+}
