@@ -6,6 +6,10 @@
 #   SIPROX_ROUTE=ds (default)  benches/lb.rhai: dispatcher set 1, round robin, provisioned
 #                              into a fresh SQLite database with `siprox ctl dispatcher add`
 #   SIPROX_ROUTE=static        benches/lb-static.rhai: round robin over a list in the script
+#   SIPROX_ROUTE=seed000       scripts/lb.rhai, seed 000's route: load_balance("1","pstn","1")
+#                              with a dialog per call, written to the SQLite `dialog` table as
+#                              it changes (db_mode $SIPROX_DLG_DB_MODE, default 1 as the seed);
+#                              backends provisioned into `load_balancer` with pstn=100000
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${SIPROX_BIN:-$here/../target/release/siprox}
@@ -16,6 +20,8 @@ if [ "$route" = static ]; then
   backends=""
   for p in $ports; do backends="$backends\"sip:127.0.0.1:$p\", "; done
   { echo "fn backends() { [${backends%, }] }"; cat "$here/lb-static.rhai"; } > "$dir/lb.rhai"
+elif [ "$route" = seed000 ]; then
+  cp "$here/../scripts/lb.rhai" "$dir/lb.rhai"
 else
   cp "$here/lb.rhai" "$dir/lb.rhai"
 fi
@@ -32,8 +38,19 @@ url = "sqlite://$dir/bench.db"
 
 [mi]
 listen = ""   # no management interface: the bench must not depend on port 8888 being free
+
+[dialog]
+db_mode = ${SIPROX_DLG_DB_MODE:-1}
+
+[load_balancer]
+probing_interval = 0   # the bench's backends do not answer OPTIONS
 TOML
-if [ "$route" != static ]; then
+if [ "$route" = seed000 ]; then
+  "$bin" migrate -c "$dir/siprox.toml" > /dev/null
+  for p in $ports; do
+    sqlite3 "$dir/bench.db" "INSERT INTO load_balancer (group_id, dst_uri, resources) VALUES (1, 'sip:127.0.0.1:$p', 'pstn=100000')"
+  done
+elif [ "$route" != static ]; then
   "$bin" migrate -c "$dir/siprox.toml" > /dev/null
   for p in $ports; do
     "$bin" ctl -c "$dir/siprox.toml" dispatcher add 1 "sip:127.0.0.1:$p" > /dev/null 2>&1 || true

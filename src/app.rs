@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::db::{self, Db, DbError};
 use crate::mi::{self, Mi};
-use crate::modules::{dispatcher, load_balancer, Modules};
+use crate::modules::{dialog, dispatcher, load_balancer, Modules};
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
@@ -67,8 +67,12 @@ pub struct Running {
     db_migration: Option<tokio::task::JoinHandle<()>>,
     /// The modules the script's functions are bound to (the dispatcher's sets, …).
     pub modules: Modules,
-    /// Ends dialogs whose lifetime is over.
-    dialog_sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// `[dialog] db_mode` 1–3: writes the dialogs behind the table. [`run`] flushes it
+    /// before stopping (db_mode 2's last period, db_mode 3's only write).
+    pub dialog_writer: Option<dialog::persist::Writer>,
+    /// The dialog lifetime sweep, and (db_mode 1–3) the load of the table at start;
+    /// stopped with the proxy.
+    dialog_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Running {
@@ -76,7 +80,7 @@ impl Drop for Running {
         if let Some(task) = self.db_migration.take() {
             task.abort();
         }
-        if let Some(task) = self.dialog_sweeper.take() {
+        for task in self.dialog_tasks.drain(..) {
             task.abort();
         }
     }
@@ -136,7 +140,6 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     mi::builtin::install(&mi, core);
     mi::db::install(&mi, db.clone());
     crate::modules::dialog::mi::install(&mi, modules.dialogs.clone());
-    let dialog_sweeper = modules.dialogs.start_sweeper();
     let ds = modules.dispatcher.clone();
     let ds_loader = dispatcher_loader(cfg, db.clone());
     dispatcher::mi::install(&mi, ds.clone(), ds_loader.clone());
@@ -155,6 +158,7 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     crate::proxy::probe::start(proxy.clone(), ds, Duration::from_secs(cfg.tm.fr_timeout));
     tokio::spawn(load_lb(lb.clone(), lb_loader));
     crate::proxy::probe::start(proxy.clone(), lb, Duration::from_secs(cfg.tm.fr_timeout));
+    let (dialog_writer, dialog_tasks) = start_dialogs(cfg, &mi, &db, &modules);
     Ok(Running {
         transport,
         tm,
@@ -164,8 +168,41 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
         db,
         db_migration: None,
         modules,
-        dialog_sweeper: Some(dialog_sweeper),
+        dialog_writer,
+        dialog_tasks,
     })
+}
+
+/// The dialog table's background work: the lifetime sweep, and with `[dialog] db_mode`
+/// 1–3 the load of the `dialog` table (once the migrations ran) and the writer. The MI
+/// commands `dlg_db_sync` / `dlg_restore_db` work in every mode.
+fn start_dialogs(
+    cfg: &Config,
+    mi: &Arc<Mi>,
+    db: &Arc<Db>,
+    modules: &Modules,
+) -> (Option<dialog::persist::Writer>, Vec<tokio::task::JoinHandle<()>>) {
+    let dialogs = modules.dialogs.clone();
+    let mut tasks = vec![dialogs.start_sweeper()];
+    let writer = dialog::persist::start_writer(db.clone(), dialogs.clone(), &cfg.dialog);
+    let store = match &writer {
+        Some(w) => w.store(),
+        None => dialog::persist::DialogStore::new(db.clone(), dialogs, &cfg.dialog.table_name),
+    };
+    dialog::mi::install_db(mi, store.clone());
+    if writer.is_some() {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            // In-dialog requests that come before this finishes are routed by their Route
+            // set as usual; only the dialog's own bookkeeping (profiles, lifetime) waits.
+            db.wait_ready().await;
+            let policy = crate::db::RetryPolicy { stop_on_permanent: true, ..Default::default() };
+            if let Err(e) = db.retry("restoring dialogs", &policy, || store.restore()).await {
+                tracing::error!(error = %e, "dialogs not restored from the database");
+            }
+        }));
+    }
+    (writer, tasks)
 }
 
 /// Every dispatcher state change (probe, `ds_mark_dst`, `ds_set_state`) is logged and raises
@@ -368,6 +405,18 @@ pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
     }
     tracing::info!("siprox stopping");
     let db = running.db.clone();
+    if let Some(writer) = &running.dialog_writer {
+        // db_mode 3's only write and db_mode 2's last period; bounded, so a database that
+        // is away does not hold the stop up for long.
+        let limit = db.timeout().saturating_mul(4).max(Duration::from_secs(10));
+        match tokio::time::timeout(limit, writer.flush()).await {
+            Ok(Ok(rows)) => tracing::info!(rows, "dialogs written to the database"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "dialogs not written to the database at shutdown"),
+            Err(_) => {
+                tracing::warn!(after = ?limit, "dialogs not written to the database at shutdown: no answer in time")
+            }
+        }
+    }
     drop(running);
     // SQLite folds its write-ahead log back into the file; a server gets a clean goodbye.
     let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;

@@ -122,7 +122,7 @@ fn lifetime_expiry_sends_bye_both_ways() {
 fn failed_call_leaves_no_dialog_and_mi_ends_a_call() {
     // A backend that refuses: the dialog ends with the 486.
     let busy_port = free_port();
-    let mut proxy = Proxy::start_with("dlg-fail", &dialog_script(&udp_uri(busy_port), "", ""), DIALOG_TOML);
+    let proxy = Proxy::start_with("dlg-fail", &dialog_script(&udp_uri(busy_port), "", ""), DIALOG_TOML);
     let mut busy = Sipp::uas("busy", "uas-486.xml", busy_port, Proto::Udp).calls(1).timeout_s(20).spawn(&proxy.dir);
     let mut uac = Sipp::uac("uac", "uac-reject.xml", &proxy, Proto::Udp).calls(1).timeout_s(20).spawn(&proxy.dir);
     uac.assert_success();
@@ -172,5 +172,57 @@ fn a_call_the_script_answers_itself_leaves_no_dialog() {
     wait_dialogs(&proxy, Duration::from_secs(2), "no dialog left", |l| l.is_empty());
     assert_eq!(ctl_json(&proxy, &["profile_get_size", "calls"])["Profile"]["count"], 0);
     assert_eq!(stat(&proxy, "dialog:failed_dialogs"), 3);
+    proxy.assert_alive();
+}
+
+#[test]
+fn dialogs_written_in_real_time_survive_a_crash() {
+    // db_mode 1 (seed 000's setting): every confirmed dialog is in the table as it happens,
+    // so a proxy killed outright and started again knows the calls: their profile counts
+    // come back, dlg_list shows them, and the BYEs sent after the restart end them.
+    let uas_port = free_port();
+    let toml = format!("{DIALOG_TOML}db_mode = 1\n");
+    let mut proxy = Proxy::start_with("dlg-crash", &dialog_script(&udp_uri(uas_port), "", ""), &toml);
+    let mut uas = Sipp::uas("uas", "uas-call.xml", uas_port, Proto::Udp).calls(3).timeout_s(40).spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-call.xml", &proxy, Proto::Udp)
+        .calls(3)
+        .timeout_s(40)
+        .arg("-r")
+        .arg("50")
+        .arg("-d")
+        .arg("6000")
+        .message_log()
+        .spawn(&proxy.dir);
+    let before = wait_dialogs(&proxy, Duration::from_secs(5), "three confirmed calls", |l| {
+        l.len() == 3 && l.iter().all(|d| d["state"] == 4)
+    });
+    // The ACK's state change is written too before the crash.
+    thread::sleep(Duration::from_millis(300));
+
+    proxy.crash_and_restart();
+    let after = wait_dialogs(&proxy, Duration::from_secs(5), "the calls restored", |l| l.len() == 3);
+    let ids = |l: &[Value]| {
+        let mut v: Vec<String> = l.iter().map(|d| d["ID"].as_str().unwrap_or_default().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&after), ids(&before));
+    for d in &after {
+        assert_eq!(d["state"], 4, "{d}");
+        assert!(d["callee_contact"].as_str().is_some_and(|c| c.contains(&uas_port.to_string())), "{d}");
+    }
+    assert_eq!(ctl_json(&proxy, &["profile_get_size", "calls"])["Profile"]["count"], 3);
+    assert_eq!(stat(&proxy, "dialog:active_dialogs"), 3);
+
+    // The callers hang up after the restart: every BYE reaches the backend and is answered.
+    uac.assert_success();
+    uas.assert_success();
+    assert_eq!(uac.received_starting("SIP/2.0 200").len(), 6, "three 200s to INVITE, three to BYE");
+    wait_dialogs(&proxy, Duration::from_secs(3), "the calls ended", |l| l.is_empty());
+    assert_eq!(ctl_json(&proxy, &["profile_get_size", "calls"])["Profile"]["count"], 0);
+    // And the table is empty again.
+    proxy.crash_and_restart();
+    thread::sleep(Duration::from_millis(500));
+    assert!(dialogs(&proxy).is_empty());
     proxy.assert_alive();
 }

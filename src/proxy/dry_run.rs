@@ -25,7 +25,10 @@ use super::relay::{relay_branches_with, stateless_request, BranchRouteEnv, Outgo
 use super::util::{stamp_top_via, stateless_reply, stateless_tag, DestError, Resolve};
 use crate::config::{Config, RrConfig};
 use crate::message::{build_reply, Edits, HeaderName, Method, ParseError, ReplyOpts, SipMsg, Span};
+use crate::dialog::Dialogs;
 use crate::modules::dispatcher::{Dispatcher, DsRow};
+use crate::modules::load_balancer::{LbRow, LoadBalancer};
+use crate::modules::Modules;
 use crate::script::api::capture::{capture_logs, LogLine};
 use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
 use crate::script::{run_hook, Bundle, Outcome};
@@ -51,6 +54,8 @@ pub enum DryRunError {
     AlreadyAnswered(u16),
     #[error("the case stopped with a panic: {0}")]
     Panicked(String),
+    #[error("preset state: {0}")]
+    Preset(String),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -88,6 +93,9 @@ pub struct Preset {
     pub tm: Option<TmPreset>,
     /// `[[case.state.dispatcher]]`: the rows of the `dispatcher` table.
     pub dispatcher: Option<Vec<DsRow>>,
+    /// `[[case.state.load_balancer]]`: the rows of the `load_balancer` table, each with the
+    /// calls it carries already.
+    pub load_balancer: Option<Vec<(LbRow, u32)>>,
 }
 
 /// `[case.state.tm]`: the request belongs to a transaction the proxy already has: the
@@ -119,7 +127,7 @@ pub const PRESET_TABLES: &[PresetTable] = &[
     PresetTable { table: "tm", module: "tm", load: Some(load_tm) },
     PresetTable { table: "location", module: "usrloc", load: None },
     PresetTable { table: "dispatcher", module: "dispatcher", load: Some(load_dispatcher) },
-    PresetTable { table: "load_balancer", module: "load_balancer", load: None },
+    PresetTable { table: "load_balancer", module: "load_balancer", load: Some(load_lb) },
     PresetTable { table: "dialog", module: "dialog", load: None },
 ];
 
@@ -176,6 +184,46 @@ fn load_dispatcher(value: &toml::Value, into: &mut Preset) -> Result<(), String>
         })
         .collect();
     into.dispatcher = Some(rows);
+    Ok(())
+}
+
+/// One row of `[[case.state.load_balancer]]`: the table's columns, with its defaults, and
+/// `calls`: how many calls the destination carries when the case starts (counted against
+/// every resource of the row, as calls `lb_start` placed there).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LbPresetRow {
+    group_id: i64,
+    dst_uri: String,
+    resources: String,
+    #[serde(default)]
+    probe_mode: i64,
+    #[serde(default)]
+    attrs: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    calls: u32,
+}
+
+fn load_lb(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
+    let rows: Vec<LbPresetRow> = value
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("want [[case.state.load_balancer]] rows: {}", e.message()))?;
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut row = LbRow::new(r.group_id, &r.dst_uri, &r.resources);
+            row.id = i as i64 + 1;
+            row.probe_mode = r.probe_mode;
+            row.attrs = r.attrs;
+            row.description = r.description;
+            (row, r.calls)
+        })
+        .collect();
+    into.load_balancer = Some(rows);
     Ok(())
 }
 
@@ -305,6 +353,10 @@ pub struct DryRun {
     bundle: Arc<Bundle>,
     /// The dispatcher the script's functions are bound to; each case sets its rows.
     dispatcher: Arc<Dispatcher>,
+    /// The load balancer, likewise.
+    load_balancer: Arc<LoadBalancer>,
+    /// The dialog table those functions use; emptied before each case.
+    dialogs: Arc<Dialogs>,
 }
 
 impl DryRun {
@@ -312,9 +364,11 @@ impl DryRun {
     ///
     /// # Errors
     /// A bad `[core] listen` entry.
-    pub fn new(cfg: &Config, bundle: Arc<Bundle>, dispatcher: Arc<Dispatcher>) -> Result<DryRun, DryRunError> {
+    pub fn new(cfg: &Config, bundle: Arc<Bundle>, modules: &Modules) -> Result<DryRun, DryRunError> {
         Ok(DryRun {
-            dispatcher,
+            dispatcher: modules.dispatcher.clone(),
+            load_balancer: modules.load_balancer.clone(),
+            dialogs: modules.dialogs.clone(),
             sockets: Sockets::from_config(cfg)?,
             rr: cfg.rr.clone(),
             auto_100: cfg.tm.auto_100trying,
@@ -342,8 +396,10 @@ impl DryRun {
         if !msg.is_request() {
             return Err(DryRunError::NotARequest);
         }
-        // Every case starts from its own dispatcher rows (none when it presets none).
+        // Every case starts from its own dispatcher and load_balancer rows (none when it
+        // presets none), and no dialog but the calls its load_balancer rows carry.
         self.dispatcher.replace(preset.dispatcher.clone().unwrap_or_default(), false);
+        self.preset_load_balancer(preset.load_balancer.as_deref().unwrap_or_default())?;
         let core = DryCore::new(self, preset, &msg);
         let route = self.route_step(&core, msg, &req);
         let then = match then {
@@ -351,6 +407,34 @@ impl DryRun {
             None => None,
         };
         Ok(CaseRun { route, then })
+    }
+
+    fn preset_load_balancer(&self, rows: &[(LbRow, u32)]) -> Result<(), DryRunError> {
+        for d in self.dialogs.list() {
+            self.dialogs.end(&d, "dry run");
+        }
+        self.load_balancer.replace(rows.iter().map(|(r, _)| r.clone()).collect());
+        for (row, calls) in rows {
+            let resources: Vec<String> = row
+                .resources
+                .split(';')
+                .filter_map(|r| r.split_once('=').map(|(name, _)| name.trim().to_string()))
+                .collect();
+            for n in 0..*calls {
+                let invite = format!(
+                    "INVITE {uri} SIP/2.0\r\nCall-ID: preset-{id}-{n}\r\nFrom: <sip:preset@invalid>;tag=p{n}\r\n\
+                     To: <{uri}>\r\nCSeq: 1 INVITE\r\n\r\n",
+                    uri = row.dst_uri,
+                    id = row.id,
+                );
+                let msg = SipMsg::parse(bytes::Bytes::from(invite))?;
+                let dlg = self.dialogs.create(&msg, String::new(), 0);
+                self.load_balancer
+                    .count_call(&dlg, row.id, &resources, false)
+                    .map_err(|e| DryRunError::Preset(format!("load_balancer row {}: {e}", row.id)))?;
+            }
+        }
+        Ok(())
     }
 
     /// The request through the pipeline, as [`super::Proxy`]'s `on_request` does it: the
@@ -599,6 +683,7 @@ pub(super) struct DryCore {
     rr: RrConfig,
     auto_100: bool,
     bundle: Arc<Bundle>,
+    dialogs: Arc<Dialogs>,
     /// The transaction the request belongs to already (`[case.state.tm]`).
     preset: Option<Arc<DryCell>>,
     /// The transaction the script created.
@@ -615,6 +700,7 @@ impl DryCore {
             rr: run.rr.clone(),
             auto_100: run.auto_100,
             bundle: run.bundle.clone(),
+            dialogs: run.dialogs.clone(),
             preset: existing,
             created: Mutex::new(None),
             sent: Mutex::new(Sent::default()),
@@ -743,6 +829,10 @@ impl Backend for DryCore {
 
     fn sockets(&self) -> &Sockets {
         &self.sockets
+    }
+
+    fn dialogs(&self) -> Option<Arc<Dialogs>> {
+        Some(self.dialogs.clone())
     }
 
     fn cell_of(&self, ctx: &Ctx) -> Option<Arc<DryCell>> {

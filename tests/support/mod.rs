@@ -195,6 +195,14 @@ impl ChildGuard {
     pub fn stop(&mut self) {
         self.terminate(Duration::from_secs(3));
     }
+
+    /// SIGKILL and reap.
+    pub fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for ChildGuard {
@@ -354,62 +362,7 @@ listen = "{LOCALHOST}:{mi_port}"
         );
         fs::write(dir.join("siprox.toml"), config).unwrap();
         let log = dir.join("siprox.log");
-        let child = Command::new(siprox_bin())
-            .arg("run")
-            .arg("-c")
-            .arg(dir.join("siprox.toml"))
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(fs::File::create(dir.join("siprox.stdout")).unwrap()))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", siprox_bin()));
-        let mut child = ChildGuard::new("siprox", child);
-        let stderr = child.child.as_mut().unwrap().stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel::<()>();
-        let log_path = log.clone();
-        // Drains stderr for the proxy's whole life (so it never blocks on a
-        // full pipe), copies it to siprox.log, and reports the ready line.
-        thread::spawn(move || {
-            let mut out = fs::File::create(&log_path).ok();
-            let mut r = BufReader::new(stderr);
-            let mut line = Vec::new();
-            let mut told = false;
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if let Some(f) = out.as_mut() {
-                            let _ = f.write_all(&line);
-                        }
-                        if !told && String::from_utf8_lossy(&line).contains("siprox ready") {
-                            told = true;
-                            let _ = tx.send(());
-                        }
-                    }
-                }
-            }
-        });
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(()) => break,
-                Err(e) => {
-                    if child.try_wait().is_some() {
-                        thread::sleep(Duration::from_millis(100)); // let the reader copy the rest
-                        panic!("siprox exited at startup ({:?}); its stderr:\n{}", child.try_wait(), tail(&log, 80));
-                    }
-                    if Instant::now() > end {
-                        panic!("siprox did not print `siprox ready` within 20 s; its stderr:\n{}", tail(&log, 80));
-                    }
-                    if e == mpsc::RecvTimeoutError::Disconnected {
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-        }
+        let child = spawn_ready(&dir, &log);
         Proxy { port, mi_port, dir, log, child }
     }
 
@@ -438,6 +391,14 @@ listen = "{LOCALHOST}:{mi_port}"
         }
     }
 
+    /// Kills the proxy at once (SIGKILL: no shutdown work, as in a crash or a power cut)
+    /// and starts it again on the same config, ports and database.
+    pub fn crash_and_restart(&mut self) {
+        self.assert_alive();
+        self.child.kill_now();
+        self.child = spawn_ready(&self.dir, &self.log);
+    }
+
     /// Asserts it is still running, sends SIGTERM, and asserts it exits by
     /// itself within 10 s.
     pub fn stop(mut self) {
@@ -445,6 +406,69 @@ listen = "{LOCALHOST}:{mi_port}"
         let st = self.child.terminate(Duration::from_secs(10));
         assert!(st.is_some(), "siprox did not exit within 10 s of SIGTERM; its stderr:\n{}", tail(&self.log, 40));
     }
+}
+
+/// Starts `siprox run -c <dir>/siprox.toml` in `dir`, its stderr appended to `log`, and
+/// returns once it printed `siprox ready` (panics with its log otherwise).
+fn spawn_ready(dir: &TempDir, log: &Path) -> ChildGuard {
+    let child = Command::new(siprox_bin())
+        .arg("run")
+        .arg("-c")
+        .arg(dir.join("siprox.toml"))
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(fs::File::create(dir.join("siprox.stdout")).unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", siprox_bin()));
+    let mut child = ChildGuard::new("siprox", child);
+    let stderr = child.child.as_mut().unwrap().stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let log_path = log.to_path_buf();
+    // Drains stderr for the proxy's whole life (so it never blocks on a
+    // full pipe), copies it to siprox.log, and reports the ready line.
+    thread::spawn(move || {
+        // Appended: a restarted proxy adds to the same log.
+        let mut out = fs::OpenOptions::new().create(true).append(true).open(&log_path).ok();
+        let mut r = BufReader::new(stderr);
+        let mut line = Vec::new();
+        let mut told = false;
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if let Some(f) = out.as_mut() {
+                        let _ = f.write_all(&line);
+                    }
+                    if !told && String::from_utf8_lossy(&line).contains("siprox ready") {
+                        told = true;
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) => break,
+            Err(e) => {
+                if child.try_wait().is_some() {
+                    thread::sleep(Duration::from_millis(100)); // let the reader copy the rest
+                    panic!("siprox exited at startup ({:?}); its stderr:\n{}", child.try_wait(), tail(log, 80));
+                }
+                if Instant::now() > end {
+                    panic!("siprox did not print `siprox ready` within 20 s; its stderr:\n{}", tail(log, 80));
+                }
+                if e == mpsc::RecvTimeoutError::Disconnected {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    child
 }
 
 impl Drop for Proxy {

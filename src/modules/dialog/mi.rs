@@ -1,6 +1,8 @@
 //! The dialog module's MI commands (`dlg_list`, `dlg_end_dlg`, `profile_get_size`,
-//! `profile_list_dlgs`, `list_all_profiles`) and its `dialog:` statistics (docs/mi.md).
+//! `profile_list_dlgs`, `list_all_profiles`, `dlg_db_sync`, `dlg_restore_db`) and its
+//! `dialog:` statistics (docs/mi.md).
 
+use super::persist::DialogStore;
 use crate::dialog::{flags, unix_now, Dialog, Dialogs};
 use crate::mi::{Command, Mi, MiError, Params};
 use serde_json::{json, Map, Value};
@@ -142,4 +144,31 @@ fn register_statistics(mi: &Arc<Mi>, dialogs: &Arc<Dialogs>) {
         let (r, w) = (dialogs.clone(), dialogs.clone());
         st.counter("dialog", name, move || pick(&r).load(Ordering::Relaxed), move || pick(&w).store(0, Ordering::Relaxed));
     }
+}
+
+/// Registers the commands that move dialogs between memory and the `dialog` table:
+/// `dlg_db_sync` (the table := the confirmed dialogs in memory) and `dlg_restore_db`
+/// (dialogs of the table not in memory are loaded). They work in every `db_mode`: with 0
+/// they are the only way the table is written or read.
+pub fn install_db(mi: &Arc<Mi>, store: DialogStore) {
+    let s = store.clone();
+    mi.commands.register(Command::new("dlg_db_sync", &[&[]], move |_p: Params| {
+        let s = s.clone();
+        async move {
+            match s.sync().await {
+                Ok(_) => Ok(json!("OK")),
+                Err(e) => Err(MiError::internal(format!("dlg_db_sync: the {} table was not written: {e}", s.table()))),
+            }
+        }
+    }));
+    let s = store;
+    mi.commands.register(Command::new("dlg_restore_db", &[&[]], move |_p: Params| {
+        let s = s.clone();
+        async move {
+            match s.restore().await {
+                Ok(_) => Ok(json!("OK")),
+                Err(e) => Err(MiError::internal(format!("dlg_restore_db: the {} table was not read: {e}", s.table()))),
+            }
+        }
+    }));
 }

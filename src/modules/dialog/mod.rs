@@ -12,9 +12,11 @@
 //! `$DLG_lifetime`, `$DLG_timeout`, `$DLG_did`, `$dlg_val(name)`.
 //!
 //! MI: `dlg_list [callid [from_tag]]`, `dlg_end_dlg dialog_id`, `profile_get_size profile
-//! [value]`, `profile_list_dlgs profile [value]`, `list_all_profiles`.
+//! [value]`, `profile_list_dlgs profile [value]`, `list_all_profiles`, `dlg_db_sync`,
+//! `dlg_restore_db` (persist.rs writes the table behind memory as `db_mode` says).
 
 pub mod mi;
+pub mod persist;
 pub mod script;
 pub mod store;
 
