@@ -117,6 +117,72 @@ fn calls(proxy: &Proxy, name: &str, n: u32, rate: u32) -> RunningSipp {
         .spawn(&proxy.dir)
 }
 
+/// Seed 000's dispatcher route (scripts/lb.rhai before it moved INVITEs to the load
+/// balancer): INVITE and REGISTER by Call-ID hash over set 1 with a failover list, and a
+/// failure_route that marks a destination answering 408/5xx for probing and tries the next.
+const DS_FAILOVER_ROUTE: &str = r#"fn route() {
+    if mf_process_maxfwd_header(10) == -1 {
+        sl_send_reply(483, "Too Many Hops");
+        exit();
+    }
+
+    if has_totag() {
+        // Sequential request: obey the recorded route.
+        loose_route();
+        if t_relay() < 0 {
+            sl_reply_error();
+        }
+        exit();
+    }
+    // Initial request.
+    record_route();
+
+    // CANCEL and retransmissions.
+    if is_method("CANCEL") {
+        if t_check_trans() == 1 {
+            t_relay();
+        }
+        exit();
+    }
+
+    if is_method("INVITE|REGISTER") {
+        // Hash on Call-ID; `f` keeps the other active destinations for failover.
+        if ds_select_dst(1, 0, "f") != 1 {
+            send_reply(503, "Service Unavailable");
+            exit();
+        }
+        t_on_failure("ds_failover");
+    } else {
+        append_to_reply("Allow: INVITE, ACK, BYE, CANCEL, REGISTER\r\n");
+        send_reply(405, "Method Not Allowed");
+        exit();
+    }
+
+    if t_relay() < 0 {
+        sl_reply_error();
+    }
+}
+
+// The destination did not answer (408) or failed (5xx): the next one of the set.
+fn failure_route_ds_failover() {
+    if t_was_cancelled() {
+        exit();
+    }
+    if t_check_status("408|5[0-9][0-9]") {
+        // Probing decides when it is back (after ds_probing_threshold such calls).
+        ds_mark_dst("p");
+        if ds_next_dst() == 1 {
+            t_on_failure("ds_failover");
+            if t_relay() < 0 {
+                send_reply(503, "Service Unavailable");
+            }
+            exit();
+        }
+        send_reply(503, "Service Unavailable");
+    }
+}
+"#;
+
 #[test]
 fn round_robin_is_exact_weights_proportional_and_hashing_uses_every_backend() {
     let proxy = Proxy::start("ds-spread", &picking(1, 4, 1));
@@ -155,7 +221,7 @@ fn round_robin_is_exact_weights_proportional_and_hashing_uses_every_backend() {
 
 #[test]
 fn a_dead_backend_is_probed_away_calls_fail_over_and_it_comes_back() {
-    let script = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lb.rhai")).expect("scripts/lb.rhai")
+    let script = DS_FAILOVER_ROUTE.to_string()
         + "\nfn event_route_E_DISPATCHER_STATUS() {\n    xlog(\"L_INFO\", \"DS-EVENT $param(group) $param(address) $param(status)\\n\");\n}\n";
     let probing = "\n[dispatcher]\nds_ping_interval = 1\nds_probing_threshold = 2\nds_probing_mode = 1\n";
     let proxy = Proxy::start_with("ds-probe", &script, probing);
