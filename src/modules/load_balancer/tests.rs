@@ -295,3 +295,21 @@ fn find_and_count_call() {
     lb.count_call(&d, 1, &res(&["pstn"]), true).unwrap();
     assert_eq!(lb.load("pstn", 1), 0);
 }
+
+#[test]
+fn restored_dialogs_bring_their_load_back() {
+    // A call counted on one node (or before a restart) ...
+    let (lb, dialogs) = abc();
+    let d = dialog(&dialogs, 1);
+    assert_eq!(start(&lb, &d, 1, &["pstn", "transc"], ""), Ok(2));
+    let rec = crate::dialog::DialogRecord::of(&d);
+    // ... is restored from the dialog table into a fresh process: the load is back
+    // before and after the load balancer's own table is loaded.
+    let fresh = Dialogs::new(DialogParams::default());
+    assert!(fresh.restore(&rec).is_some());
+    let lb2 = LoadBalancer::new(&LoadBalancerConfig::default(), fresh.clone());
+    assert_eq!(lb2.load("pstn", 2), 1);
+    lb2.replace(vec![row(1, 1, "sip:10.0.0.1:5060", "pstn=10"), row(2, 1, "sip:10.0.0.2", "pstn=20;transc=5")]);
+    assert_eq!((lb2.load("pstn", 2), lb2.load("transc", 2)), (1, 1));
+    assert_eq!(lb2.destinations()[1].resources, vec![("pstn".to_string(), 20, 1), ("transc".to_string(), 5, 1)]);
+}
