@@ -20,7 +20,11 @@ use support::*;
 
 /// Adds `rows` to the proxy's database (its `siprox.db`) and reloads them.
 fn provision(proxy: &Proxy, rows: &[LbRow]) {
-    let url = format!("sqlite://{}", proxy.dir.join("siprox.db").display());
+    provision_at(proxy, &format!("sqlite://{}", proxy.dir.join("siprox.db").display()), rows);
+}
+
+/// Adds `rows` to the database at `url` (the proxy's) and reloads them.
+fn provision_at(proxy: &Proxy, url: &str, rows: &[LbRow]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let db = Db::open(&url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
@@ -262,4 +266,72 @@ fn lb_next_fails_over_and_probing_disables_and_enables_a_backend() {
     let v: Value = ctl_json(&proxy, &["lb_list"]);
     assert_eq!(v["Destinations"][1]["auto-re"], "on", "{v}");
     proxy.stop();
+}
+
+// ------------------------------------------------------------ restart mid-call
+
+/// Seed 000's route (scripts/lb.rhai) on `db` with dialogs written in real time: six held
+/// calls spread 2:4 over pstn=10 and pstn=20, the proxy killed and started again while they
+/// are up. After the restart `dlg_list` shows the six calls, `lb_list` the same load, and
+/// the BYEs the callers send then reach the backend of each call and bring the load to 0.
+fn restart_case(db: &testdb::TestDb, label: &str) {
+    let toml = format!(
+        "\n[db]\nurl = \"{}\"\n\n[dialog]\ndb_mode = 1\n\n[load_balancer]\nprobing_interval = 0\n",
+        db.url
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("lb.rhai");
+    let mut proxy = Proxy::start_script_file(label, &script, &toml);
+    let (pa, pb) = (free_port(), free_port());
+    let (mut a, mut b) = (backend(&proxy, "uas-a", pa), backend(&proxy, "uas-b", pb));
+    provision_at(&proxy, &db.url, &[row(1, pa, "pstn=10", 0), row(1, pb, "pstn=20", 0)]);
+
+    let mut uac = held_calls(&proxy, "uac", 6, 8000);
+    let up = wait_until(Duration::from_secs(5), "six calls counted", || loads(&proxy), |l| l.iter().sum::<i64>() == 6);
+    assert_eq!(up, [2, 4], "relative load over 10 and 20 channels");
+    let calls_of = |proxy: &Proxy| {
+        let v = ctl_json(proxy, &["dlg_list"]);
+        let mut ids: Vec<String> =
+            v["Dialogs"].as_array().into_iter().flatten().map(|d| format!("{} {}", d["ID"], d["state"])).collect();
+        ids.sort();
+        ids
+    };
+    let before = wait_until(Duration::from_secs(5), "six confirmed dialogs", || calls_of(&proxy), |l| {
+        l.len() == 6 && l.iter().all(|d| d.ends_with(" 4"))
+    });
+    thread::sleep(Duration::from_millis(300));
+
+    proxy.crash_and_restart();
+    let after = wait_until(Duration::from_secs(10), "the calls restored", || calls_of(&proxy), |l| l.len() == 6);
+    assert_eq!(after, before, "dlg_list after the restart");
+    assert_eq!(
+        wait_until(Duration::from_secs(5), "the load restored", || loads(&proxy), |l| l == &[2, 4]),
+        [2, 4]
+    );
+
+    uac.assert_success();
+    assert_eq!((a.received_requests("BYE"), b.received_requests("BYE")), (2, 4), "BYEs reached each call's backend");
+    wait_until(Duration::from_secs(5), "no load after the BYEs", || loads(&proxy), |l| l == &[0, 0]);
+    assert!(calls_of(&proxy).is_empty());
+    a.kill();
+    b.kill();
+    proxy.stop();
+}
+
+#[test]
+fn restart_mid_call_sqlite() {
+    restart_case(&testdb::TestDb::sqlite("lb-restart-sqlite"), "lb-restart-sqlite");
+}
+
+#[test]
+fn restart_mid_call_postgres() {
+    if let Some(db) = testdb::TestDb::server(siprox::db::Backend::Postgres, "lb restart mid-call") {
+        restart_case(&db, "lb-restart-pg");
+    }
+}
+
+#[test]
+fn restart_mid_call_mysql() {
+    if let Some(db) = testdb::TestDb::server(siprox::db::Backend::MySql, "lb restart mid-call") {
+        restart_case(&db, "lb-restart-mysql");
+    }
 }

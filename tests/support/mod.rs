@@ -9,6 +9,8 @@
 //! kept for inspection.
 #![allow(dead_code)]
 
+pub mod testdb;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
