@@ -27,7 +27,7 @@ fn provision(proxy: &Proxy, rows: &[LbRow]) {
 fn provision_at(proxy: &Proxy, url: &str, rows: &[LbRow]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let db = Db::open(&url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
+        let db = Db::open(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
         // The proxy migrated it at start (this pool only writes rows).
         for r in rows {
             store::insert(&db, store::DEFAULT_TABLE, r).await.expect("insert a load_balancer row");
@@ -275,10 +275,8 @@ fn lb_next_fails_over_and_probing_disables_and_enables_a_backend() {
 /// are up. After the restart `dlg_list` shows the six calls, `lb_list` the same load, and
 /// the BYEs the callers send then reach the backend of each call and bring the load to 0.
 fn restart_case(db: &testdb::TestDb, label: &str) {
-    let toml = format!(
-        "\n[db]\nurl = \"{}\"\n\n[dialog]\ndb_mode = 1\n\n[load_balancer]\nprobing_interval = 0\n",
-        db.url
-    );
+    let toml =
+        format!("\n[db]\nurl = \"{}\"\n\n[dialog]\ndb_mode = 1\n\n[load_balancer]\nprobing_interval = 0\n", db.url);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("lb.rhai");
     let mut proxy = Proxy::start_script_file(label, &script, &toml);
     let (pa, pb) = (free_port(), free_port());
@@ -295,18 +293,18 @@ fn restart_case(db: &testdb::TestDb, label: &str) {
         ids.sort();
         ids
     };
-    let before = wait_until(Duration::from_secs(5), "six confirmed dialogs", || calls_of(&proxy), |l| {
-        l.len() == 6 && l.iter().all(|d| d.ends_with(" 4"))
-    });
+    let before = wait_until(
+        Duration::from_secs(5),
+        "six confirmed dialogs",
+        || calls_of(&proxy),
+        |l| l.len() == 6 && l.iter().all(|d| d.ends_with(" 4")),
+    );
     thread::sleep(Duration::from_millis(300));
 
     proxy.crash_and_restart();
     let after = wait_until(Duration::from_secs(10), "the calls restored", || calls_of(&proxy), |l| l.len() == 6);
     assert_eq!(after, before, "dlg_list after the restart");
-    assert_eq!(
-        wait_until(Duration::from_secs(5), "the load restored", || loads(&proxy), |l| l == &[2, 4]),
-        [2, 4]
-    );
+    assert_eq!(wait_until(Duration::from_secs(5), "the load restored", || loads(&proxy), |l| l == &[2, 4]), [2, 4]);
 
     uac.assert_success();
     assert_eq!((a.received_requests("BYE"), b.received_requests("BYE")), (2, 4), "BYEs reached each call's backend");

@@ -80,11 +80,18 @@ pub mod flags {
     }
 
     pub fn format(f: u32) -> String {
-        [(BYE_ON_TIMEOUT, 'B'), (PING_CALLER, 'P'), (PING_CALLEE, 'p'), (REINVITE_CALLER, 'R'), (REINVITE_CALLEE, 'r'), (END_ON_RACE, 'E')]
-            .iter()
-            .filter(|(b, _)| f & b != 0)
-            .map(|(_, c)| *c)
-            .collect()
+        [
+            (BYE_ON_TIMEOUT, 'B'),
+            (PING_CALLER, 'P'),
+            (PING_CALLEE, 'p'),
+            (REINVITE_CALLER, 'R'),
+            (REINVITE_CALLEE, 'r'),
+            (END_ON_RACE, 'E'),
+        ]
+        .iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, c)| *c)
+        .collect()
     }
 }
 
@@ -145,7 +152,14 @@ impl std::fmt::Debug for Dialog {
 }
 
 impl Dialog {
-    pub(crate) fn new(id: u64, callid: String, from_uri: String, from_tag: String, to_uri: String, data: DlgData) -> Dialog {
+    pub(crate) fn new(
+        id: u64,
+        callid: String,
+        from_uri: String,
+        from_tag: String,
+        to_uri: String,
+        data: DlgData,
+    ) -> Dialog {
         Dialog { id, callid, from_uri, from_tag, to_uri, data: Mutex::new(data), ext: Mutex::new(HashMap::new()) }
     }
 

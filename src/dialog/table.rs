@@ -275,8 +275,7 @@ impl Dialogs {
         let ttag = msg.to().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
         self.by_callid(msg.call_id()).into_iter().find(|d| {
             let to_tag = d.data().to_tag.clone();
-            (d.from_tag == ftag && (to_tag == ttag || to_tag.is_empty()))
-                || (d.from_tag == ttag && to_tag == ftag)
+            (d.from_tag == ftag && (to_tag == ttag || to_tag.is_empty())) || (d.from_tag == ttag && to_tag == ftag)
         })
     }
 

@@ -2,9 +2,9 @@
 //! is over (flag `B`) or the operator ends it (`dlg_end_dlg`), built from the dialog's
 //! stored state (RFC 3261 §12.2.1.1, §15.1.1).
 
+use super::hooks::with_data;
 use super::util::{socket_listener, uri_dest, Resolve};
 use super::Proxy;
-use super::hooks::with_data;
 use crate::dialog::{Dialog, DialogActions, DlgState, Side};
 use crate::message::{Method, Uri};
 use crate::script::api::Ctx;
@@ -49,7 +49,8 @@ fn route_uri(v: &str) -> &str {
 fn bye_for(dlg: &Dialog, side: Side) -> (String, String, InDialog, String) {
     let mut d = dlg.data();
     let caller = format!("<{}>;tag={}", dlg.from_uri, dlg.from_tag);
-    let callee = if d.to_tag.is_empty() { format!("<{}>", dlg.to_uri) } else { format!("<{}>;tag={}", dlg.to_uri, d.to_tag) };
+    let callee =
+        if d.to_tag.is_empty() { format!("<{}>", dlg.to_uri) } else { format!("<{}>;tag={}", dlg.to_uri, d.to_tag) };
     let (ruri, routes, from, to, cseq, sock) = match side {
         Side::Callee => {
             d.caller_cseq += 1;

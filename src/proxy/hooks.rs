@@ -50,7 +50,10 @@ impl TxData {
             bundle: (ctx.on_failure.is_some() || ctx.on_reply.is_some() || ctx.on_branch.is_some())
                 .then(|| ctx.bundle.clone())
                 .flatten(),
-            dlg: ctx.dlg.clone().filter(|_| ctx.msg.method() == crate::message::Method::Invite && !ctx.msg.has_to_tag()),
+            dlg: ctx
+                .dlg
+                .clone()
+                .filter(|_| ctx.msg.method() == crate::message::Method::Invite && !ctx.msg.has_to_tag()),
         }
     }
 

@@ -13,7 +13,6 @@ pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
-
 pub struct TestDb {
     pub url: String,
     _dir: TempDir,
@@ -90,4 +89,3 @@ async fn admin_exec(backend: Backend, admin: &str, sql: &str) -> Result<(), sqlx
     }
     Ok(())
 }
-

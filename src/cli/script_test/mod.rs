@@ -143,8 +143,7 @@ fn load(path: &Path) -> Result<Loaded, Vec<String>> {
     let engine = build_engine(app::script_limits(&cfg), &*modules.registrar());
     let bundle = compile_checked(engine, Source::File(&script))
         .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
-    let dry = DryRun::new(&cfg, Arc::new(bundle), &modules)
-        .map_err(|e| vec![format!("{shown}: config: {e}")])?;
+    let dry = DryRun::new(&cfg, Arc::new(bundle), &modules).map_err(|e| vec![format!("{shown}: config: {e}")])?;
     Ok(Loaded { path: shown, text, dir, file, dry })
 }
 

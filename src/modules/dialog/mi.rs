@@ -55,19 +55,23 @@ fn find(dialogs: &Dialogs, id: &str) -> Option<Arc<Dialog>> {
 
 fn register_commands(mi: &Arc<Mi>, dialogs: &Arc<Dialogs>) {
     let t = dialogs.clone();
-    mi.commands.register(Command::immediate("dlg_list", &[&[], &["callid"], &["callid", "from_tag"]], move |p: Params| {
-        let callid = p.str("callid")?;
-        let from_tag = p.str("from_tag")?;
-        let mut list = match &callid {
-            Some(c) => t.by_callid(c),
-            None => t.list(),
-        };
-        if let Some(ft) = &from_tag {
-            list.retain(|d| &d.from_tag == ft);
-        }
-        list.sort_by_key(|d| (d.data().start_time, d.id));
-        Ok(json!({ "Dialogs": list.iter().map(|d| dialog_json(d)).collect::<Vec<_>>() }))
-    }));
+    mi.commands.register(Command::immediate(
+        "dlg_list",
+        &[&[], &["callid"], &["callid", "from_tag"]],
+        move |p: Params| {
+            let callid = p.str("callid")?;
+            let from_tag = p.str("from_tag")?;
+            let mut list = match &callid {
+                Some(c) => t.by_callid(c),
+                None => t.list(),
+            };
+            if let Some(ft) = &from_tag {
+                list.retain(|d| &d.from_tag == ft);
+            }
+            list.sort_by_key(|d| (d.data().start_time, d.id));
+            Ok(json!({ "Dialogs": list.iter().map(|d| dialog_json(d)).collect::<Vec<_>>() }))
+        },
+    ));
     let t = dialogs.clone();
     mi.commands.register(Command::immediate(
         "dlg_end_dlg",
@@ -129,20 +133,28 @@ fn known(t: &Dialogs, name: &str) -> Result<(), MiError> {
     }
 }
 
+/// Which counter of the dialog statistics a statistic reads.
+type Pick = fn(&Dialogs) -> &std::sync::atomic::AtomicU64;
+
 fn register_statistics(mi: &Arc<Mi>, dialogs: &Arc<Dialogs>) {
     let st = &mi.statistics;
     let t = dialogs.clone();
     st.gauge("dialog", "active_dialogs", move || t.stats.active.load(Ordering::Relaxed).max(0) as u64);
     let t = dialogs.clone();
     st.gauge("dialog", "early_dialogs", move || t.stats.early.load(Ordering::Relaxed).max(0) as u64);
-    let counters: [(&str, fn(&Dialogs) -> &std::sync::atomic::AtomicU64); 3] = [
+    let counters: [(&str, Pick); 3] = [
         ("processed_dialogs", |d| &d.stats.processed),
         ("expired_dialogs", |d| &d.stats.expired),
         ("failed_dialogs", |d| &d.stats.failed),
     ];
     for (name, pick) in counters {
         let (r, w) = (dialogs.clone(), dialogs.clone());
-        st.counter("dialog", name, move || pick(&r).load(Ordering::Relaxed), move || pick(&w).store(0, Ordering::Relaxed));
+        st.counter(
+            "dialog",
+            name,
+            move || pick(&r).load(Ordering::Relaxed),
+            move || pick(&w).store(0, Ordering::Relaxed),
+        );
     }
 }
 

@@ -22,8 +22,8 @@ pub mod store;
 
 use crate::config::DialogConfig;
 use crate::dialog::{flags, Dialog, DialogParams, Dialogs, MatchMode};
-use crate::script::api::Ctx;
 use crate::message::Method;
+use crate::script::api::Ctx;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -19,7 +19,9 @@ pub fn register(engine: &mut Engine, dialogs: &Arc<Dialogs>) {
 
     // `match_dialog()`: 1 when the in-dialog request belongs to a known dialog, -1 not.
     let t = dialogs.clone();
-    engine.register_fn("match_dialog", move || with_ctx_code(|ctx| if match_request(&t, ctx).is_some() { 1 } else { -1 }));
+    engine.register_fn("match_dialog", move || {
+        with_ctx_code(|ctx| if match_request(&t, ctx).is_some() { 1 } else { -1 })
+    });
 
     let t = dialogs.clone();
     engine.register_fn("set_dlg_profile", move |p: &str| set_profile(&t, p, None));
@@ -57,7 +59,9 @@ pub fn register(engine: &mut Engine, dialogs: &Arc<Dialogs>) {
         with_ctx(move |ctx| ctx.dlg.as_ref().and_then(|d| d.value(&name)).map(Dynamic::from).unwrap_or(Dynamic::UNIT))
     });
     // `is_known_dlg()`: the message belongs to a dialog (created or matched).
-    engine.register_fn("is_known_dlg", || -> FnResult<bool> { with_ctx(|ctx| ctx.dlg.as_ref().is_some_and(|d| !d.is_ended())) });
+    engine.register_fn("is_known_dlg", || -> FnResult<bool> {
+        with_ctx(|ctx| ctx.dlg.as_ref().is_some_and(|d| !d.is_ended()))
+    });
 }
 
 fn create(t: &Dialogs, f: &str) -> FnResult<bool> {

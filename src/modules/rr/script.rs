@@ -2,9 +2,9 @@
 
 use super::{is_downstream, loose_route, remove_values};
 use crate::config::RrConfig;
+use crate::dialog::Dialogs;
 use crate::message::HeaderName;
 use crate::script::api::{script_error, with_ctx, with_ctx_code, FnResult, RrRequest};
-use crate::dialog::Dialogs;
 use rhai::Engine;
 use std::sync::Arc;
 

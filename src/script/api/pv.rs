@@ -310,7 +310,8 @@ fn dialog_pv(ctx: &Ctx, name: &str, arg: &str) -> Dynamic {
         "DLG_lifetime" => Dynamic::from(dlg.age(crate::dialog::unix_now())),
         "DLG_timeout" => {
             let d = dlg.data();
-            let left = if d.deadline > 0 { (d.deadline - crate::dialog::unix_now()).max(0) } else { i64::from(d.lifetime) };
+            let left =
+                if d.deadline > 0 { (d.deadline - crate::dialog::unix_now()).max(0) } else { i64::from(d.lifetime) };
             Dynamic::from(left)
         }
         "DLG_did" => s(&dlg.did()),
