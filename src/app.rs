@@ -276,51 +276,55 @@ fn persist_state_changes(ds: &Arc<dispatcher::Dispatcher>, db: Arc<Db>) {
 /// The first load of the dispatcher sets: retried with backoff while the database is
 /// unreachable (routing meanwhile finds the sets empty, and `ds_select_dst` answers -1).
 async fn load_dispatcher(ds: Arc<dispatcher::Dispatcher>, loader: dispatcher::DsLoader) {
-    let mut pause = Duration::from_secs(1);
-    loop {
-        match ds.reload(&loader, false).await {
-            Ok(r) => {
-                tracing::info!(sets = r.sets, destinations = r.destinations, "dispatcher sets loaded");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?pause, "dispatcher sets not loaded");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+    load_with_backoff(
+        "dispatcher sets",
+        || ds.reload(&loader, false),
+        |r| tracing::info!(sets = r.sets, destinations = r.destinations, "dispatcher sets loaded"),
+    )
+    .await;
 }
 
 /// What `ds_reload` (and the load at start) reads the `dispatcher` table with: the store's
 /// SQL on the configured database, once it is migrated.
 fn dispatcher_loader(cfg: &Config, db: Arc<Db>) -> dispatcher::DsLoader {
-    let table = cfg.dispatcher.table_name.clone();
-    Arc::new(move || {
-        let (table, db) = (table.clone(), db.clone());
-        Box::pin(async move {
-            // A database still being migrated (or gone for good) fails the load, which
-            // keeps the sets in use, rather than leaving ds_reload waiting.
-            if tokio::time::timeout(db.timeout(), db.wait_ready()).await.is_err() {
-                return Err(format!("the database is not ready ({})", db.url()));
-            }
-            dispatcher::store::load(&db, &table).await.map_err(|e| e.to_string())
-        })
+    table_loader(db, cfg.dispatcher.table_name.clone(), |db, table| async move {
+        dispatcher::store::load(&db, &table).await
     })
 }
 
 /// The first load of the load-balancing destinations, retried with backoff like the
 /// dispatcher's (meanwhile `lb_start` finds no resource and answers -4).
 async fn load_lb(lb: Arc<load_balancer::LoadBalancer>, loader: load_balancer::LbLoader) {
+    load_with_backoff(
+        "load_balancer destinations",
+        || lb.reload(&loader),
+        |r| tracing::info!(destinations = r.destinations, groups = r.groups, "load_balancer destinations loaded"),
+    )
+    .await;
+}
+
+/// What `lb_reload` (and the load at start) reads the `load_balancer` table with.
+fn load_balancer_loader(cfg: &Config, db: Arc<Db>) -> load_balancer::LbLoader {
+    table_loader(db, cfg.load_balancer.table_name.clone(), |db, table| async move {
+        load_balancer::store::load(&db, &table).await
+    })
+}
+
+/// Runs `load` until it succeeds, pausing 1 s doubling to 30 s after each failure (logged
+/// as "`what` not loaded"); `loaded` logs the report of the load that succeeded.
+async fn load_with_backoff<R, Fut>(what: &str, mut load: impl FnMut() -> Fut, loaded: impl FnOnce(R))
+where
+    Fut: std::future::Future<Output = Result<R, String>>,
+{
     let mut pause = Duration::from_secs(1);
     loop {
-        match lb.reload(&loader).await {
+        match load().await {
             Ok(r) => {
-                tracing::info!(destinations = r.destinations, groups = r.groups, "load_balancer destinations loaded");
+                loaded(r);
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?pause, "load_balancer destinations not loaded");
+                tracing::warn!(error = %e, retry_in = ?pause, "{what} not loaded");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(30));
             }
@@ -328,16 +332,27 @@ async fn load_lb(lb: Arc<load_balancer::LoadBalancer>, loader: load_balancer::Lb
     }
 }
 
-/// What `lb_reload` (and the load at start) reads the `load_balancer` table with.
-fn load_balancer_loader(cfg: &Config, db: Arc<Db>) -> load_balancer::LbLoader {
-    let table = cfg.load_balancer.table_name.clone();
+/// A module's table loader (a `DsLoader`, an `LbLoader`): `load(db, table)` once the
+/// database is migrated. A database still being migrated (or gone for good) fails the load,
+/// which keeps the rows in use, rather than leaving a reload waiting.
+fn table_loader<T, F, Fut>(
+    db: Arc<Db>,
+    table: String,
+    load: F,
+) -> Arc<dyn Fn() -> mi::BoxFuture<Result<Vec<T>, String>> + Send + Sync>
+where
+    T: 'static,
+    F: Fn(Arc<Db>, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<T>, DbError>> + Send + 'static,
+{
     Arc::new(move || {
         let (table, db) = (table.clone(), db.clone());
+        let fut = load(db.clone(), table);
         Box::pin(async move {
             if tokio::time::timeout(db.timeout(), db.wait_ready()).await.is_err() {
                 return Err(format!("the database is not ready ({})", db.url()));
             }
-            load_balancer::store::load(&db, &table).await.map_err(|e| e.to_string())
+            fut.await.map_err(|e| e.to_string())
         })
     })
 }

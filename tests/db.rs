@@ -3,8 +3,9 @@
 //! MySQL/MariaDB (`SIPROX_TEST_MYSQL`). `.ci/run` exports both URLs; without one, the tests
 //! of that backend print a loud SKIPPED banner and pass.
 //!
-//! Each PostgreSQL/MariaDB test creates a database of its own (`siprox_test_<pid>_<n>`)
-//! next to the one the URL names and drops it at the end, so parallel runs never meet.
+//! Each PostgreSQL/MariaDB test creates a database of its own (`siprox_t_<pid>_<n>`, see
+//! tests/support/testdb.rs) next to the one the URL names and drops it at the end, so
+//! parallel runs never meet.
 
 mod support;
 
@@ -12,118 +13,13 @@ use serde_json::Value;
 use siprox::db::{migrate, migrate_on_start, Backend, Db, DbError, DbOptions, Pool, RetryPolicy};
 use siprox::modules::dispatcher::store::{self, DEFAULT_TABLE};
 use siprox::modules::dispatcher::DsRow;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::testdb::{rt, TestDb};
 use support::{free_port, siprox_bin, Proxy, TempDir};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-// ------------------------------------------------------------ test databases
-
-/// A database for one test: a SQLite file in a temp dir, or a fresh database on the
-/// PostgreSQL / MariaDB server of the environment, dropped on drop.
-struct TestDb {
-    backend: Backend,
-    url: String,
-    dir: TempDir,
-    /// Server databases: the URL to administer the server with, and the database's name.
-    server: Option<(String, String)>,
-}
-
-impl TestDb {
-    fn sqlite(label: &str) -> TestDb {
-        let dir = TempDir::new(label);
-        let url = format!("sqlite://{}", dir.join("siprox.db").display());
-        TestDb { backend: Backend::Sqlite, url, dir, server: None }
-    }
-
-    /// A fresh database on the server `var` names, or `None` (after a banner) without it.
-    fn server(backend: Backend, label: &str) -> Option<TestDb> {
-        let var = match backend {
-            Backend::Postgres => "SIPROX_TEST_PG",
-            Backend::MySql => "SIPROX_TEST_MYSQL",
-            Backend::Sqlite => unreachable!("SQLite needs no server"),
-        };
-        let admin = match std::env::var(var) {
-            Ok(u) if !u.trim().is_empty() => u,
-            _ => {
-                // Straight to fd 2: the harness captures eprintln! of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n**************************************************************\n\
-                     SKIPPED: {var} not set: {label} did not run on {} \n\
-                     (.ci/run exports it; e.g. {var}={})\n\
-                     **************************************************************\n",
-                    backend.name(),
-                    match backend {
-                        Backend::Postgres => "postgres://postgres@127.0.0.1:5432/test",
-                        _ => "mysql://root@127.0.0.1:3306/test",
-                    }
-                );
-                return None;
-            }
-        };
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("siprox_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let url = with_database(&admin, &name);
-        rt().block_on(admin_exec(backend, &admin, &format!("CREATE DATABASE {name}")))
-            .unwrap_or_else(|e| panic!("{var}={admin}: cannot create database {name}: {e}"));
-        Some(TestDb { backend, url, dir: TempDir::new(label), server: Some((admin, name)) })
-    }
-
-    async fn open(&self) -> Db {
-        Db::open(&self.url).await.unwrap_or_else(|e| panic!("open {}: {e}", self.url))
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.server.clone() else { return };
-        let backend = self.backend;
-        // A runtime of its own, on a thread of its own: drop may run inside another runtime.
-        let dropped = std::thread::spawn(move || {
-            let sql = match backend {
-                Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                _ => format!("DROP DATABASE IF EXISTS {name}"),
-            };
-            rt().block_on(admin_exec(backend, &admin, &sql))
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.url);
-        }
-    }
-}
-
-/// `url` with its database (path) replaced by `name`, query kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with ://");
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
-    format!("{scheme}://{}/{name}{query}", &rest[..end])
-}
-
-async fn admin_exec(backend: Backend, admin: &str, sql: &str) -> Result<(), sqlx::Error> {
-    match backend {
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(admin).await?;
-            sqlx::query(sql).execute(&pool).await?;
-            pool.close().await;
-        }
-        _ => {
-            let pool = sqlx::MySqlPool::connect(admin).await?;
-            sqlx::query(sql).execute(&pool).await?;
-            pool.close().await;
-        }
-    }
-    Ok(())
-}
 
 /// One integer a query returns (first column of the first row).
 async fn scalar(db: &Db, sql: &str) -> i64 {
@@ -154,7 +50,7 @@ async fn exec(db: &Db, sql: &str) {
 /// OpenSIPS column is there with OpenSIPS's defaults (NULL where OpenSIPS has NULL).
 fn migrations_case(t: &TestDb) {
     rt().block_on(async {
-        let db = t.open().await;
+        let db = t.connect().await;
         let applied = db.migrate().await.unwrap_or_else(|e| panic!("{}: {e}", t.url));
         assert_eq!(
             applied.iter().map(|a| (a.version, a.description.as_str())).collect::<Vec<_>>(),
@@ -163,7 +59,7 @@ fn migrations_case(t: &TestDb) {
         assert!(db.is_ready());
         // Idempotent, also from a second pool (another node, or `siprox migrate` beside the proxy).
         assert!(db.migrate().await.unwrap().is_empty());
-        let again = t.open().await;
+        let again = t.connect().await;
         assert!(again.migrate().await.unwrap().is_empty());
         again.close().await;
 
@@ -184,7 +80,7 @@ fn migrations_case(t: &TestDb) {
         assert_eq!((&r.socket, &r.attrs, &r.description), (&None, &None, &None), "{r:?}");
         assert!(r.id > 0);
         let st = db.status();
-        assert_eq!((st.backend, st.ready, st.up), (t.backend.name(), true, Some(true)));
+        assert_eq!((st.backend, st.ready, st.up), (t.backend().name(), true, Some(true)));
         assert_eq!(st.queries_failed, 0);
         db.close().await;
     });
@@ -194,7 +90,7 @@ fn migrations_case(t: &TestDb) {
 /// set_state, delete by destination and by id, table names checked.
 fn store_case(t: &TestDb) {
     rt().block_on(async {
-        let db = t.open().await;
+        let db = t.connect().await;
         db.migrate().await.unwrap();
         let mut c = DsRow::new(2, "sip:c.example:5060");
         c.priority = 0;
@@ -267,7 +163,7 @@ fn shown(o: &Output) -> String {
 /// `siprox migrate` and `siprox ctl dispatcher add/list/rm` through the binary, with no proxy
 /// running (the reload step says so and the command still succeeds).
 fn cli_case(t: &TestDb) {
-    let dir = t.dir.path();
+    let dir = t.dir();
     let cfg = dir.join("cli.toml");
     std::fs::write(&cfg, format!("[db]\nurl = \"{}\"\n\n[mi]\nlisten = \"127.0.0.1:{}\"\n", t.url, free_port()))
         .unwrap();
@@ -325,7 +221,7 @@ fn cli_case(t: &TestDb) {
 
     // The table as the store reads it.
     rt().block_on(async {
-        let db = t.open().await;
+        let db = t.connect().await;
         let rows = store::load(&db, DEFAULT_TABLE).await.unwrap();
         assert_eq!(rows.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>(), ["sip:10.0.0.2:5060"]);
         db.close().await;
@@ -343,7 +239,7 @@ fn proxy_case(t: &TestDb) {
     let o = run_siprox(&dir, &["ctl", "-c", cfg, "--json", "db_status"]);
     assert!(o.status.success(), "{}", shown(&o));
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(st["Backend"], t.backend.name());
+    assert_eq!(st["Backend"], t.backend().name());
     assert_eq!(st["Ready"], true, "{st}");
     assert_eq!(st["Up"], "yes", "{st}");
     assert!(proxy.log_text().contains("migration applied"), "{}", proxy.log_text());
@@ -357,7 +253,7 @@ fn proxy_case(t: &TestDb) {
     assert!(String::from_utf8_lossy(&o.stdout).contains("db:ready: 1"), "{}", shown(&o));
     proxy.stop();
     rt().block_on(async {
-        let db = t.open().await;
+        let db = t.connect().await;
         let rows = store::load(&db, DEFAULT_TABLE).await.unwrap();
         assert!(rows.iter().any(|r| r.setid == 7 && r.destination == "sip:192.0.2.7:5060"), "{rows:?}");
         db.close().await;

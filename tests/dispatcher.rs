@@ -3,66 +3,19 @@
 //! `api::Ctx`, a recording `CoreOps`), and its MI commands called in-process on a `Mi`
 //! registry.
 
-use bytes::Bytes;
+mod support;
+
 use serde_json::{json, Value};
 use siprox::config::{Config, DispatcherConfig};
-use siprox::message::SipMsg;
 use siprox::mi::Mi;
 use siprox::modules::dispatcher::{self, DsLoader, DsRow, DsState};
 use siprox::modules::Modules;
-use siprox::script::api::{CoreOps, Ctx, RouteKind};
-use siprox::script::{build_engine, check_script, compile, run_hook, Bundle, Limits, Outcome, Source};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-// ------------------------------------------------------------------ recording core
-
-#[derive(Default)]
-struct Core {
-    calls: Mutex<Vec<String>>,
-}
-
-impl CoreOps for Core {
-    fn sl_send_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
-        ctx.answered = true;
-        self.calls.lock().unwrap().push(format!("sl_send_reply {code} {reason}"));
-        1
-    }
-    fn send_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
-        self.sl_send_reply(ctx, code, reason)
-    }
-    fn t_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
-        self.sl_send_reply(ctx, code, reason)
-    }
-    fn t_relay(&self, ctx: &mut Ctx, _flags: &str, _outbound: Option<&str>) -> i64 {
-        self.calls.lock().unwrap().push(format!("t_relay du={:?} ruri={}", ctx.du, ctx.ruri()));
-        1
-    }
-    fn t_newtran(&self, _ctx: &mut Ctx) -> i64 {
-        1
-    }
-    fn t_check_trans(&self, _ctx: &mut Ctx) -> i64 {
-        -1
-    }
-    fn t_was_cancelled(&self, _ctx: &Ctx) -> bool {
-        false
-    }
-    fn forward(&self, _ctx: &mut Ctx, _dest: Option<&str>) -> i64 {
-        1
-    }
-    fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
-        host == "10.0.0.1" && port.unwrap_or(5060) == 5060
-    }
-    fn has_socket(&self, spec: &str) -> bool {
-        spec == "udp:10.0.0.1:5060" || spec == "tcp:10.0.0.1:5060"
-    }
-}
+use siprox::script::api::{Ctx, RouteKind};
+use siprox::script::{build_engine, check_script, Bundle, Outcome, Source};
+use std::sync::Arc;
+use support::recording::{avp, compile_script, limits, run_on, Core};
 
 // ------------------------------------------------------------------ helpers
-
-fn limits() -> Limits {
-    Limits { max_operations: 100_000, ..Limits::default() }
-}
 
 const INVITE: &str = "INVITE sip:bob@example.com:5070;transport=udp SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-s1\r\n\
@@ -100,9 +53,7 @@ fn fixture(src: &str, ds_cfg: DispatcherConfig) -> Fixture {
     let cfg = Config { dispatcher: ds_cfg, ..Config::default() };
     let modules = Modules::new(&cfg);
     modules.dispatcher.replace(rows(), false);
-    let engine = build_engine(limits(), &*modules.registrar());
-    let bundle =
-        compile(engine, Source::Text { text: src, name: "ds.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"));
+    let bundle = compile_script(&modules, src, "ds.rhai");
     Fixture { modules, bundle }
 }
 
@@ -111,18 +62,8 @@ impl Fixture {
         self.run_on(INVITE)
     }
     fn run_on(&self, text: &str) -> (Ctx, Outcome, Arc<Core>) {
-        let core = Arc::new(Core::default());
-        let msg = SipMsg::parse(Bytes::from(text.to_string())).expect("parses");
-        let src: SocketAddr = "192.0.2.10:5060".parse().unwrap();
-        let local: SocketAddr = "10.0.0.1:5060".parse().unwrap();
-        let ctx = Ctx::new(RouteKind::Request, msg, src, "udp", local, core.clone());
-        let (ctx, out) = run_hook(&self.bundle, "route", ctx);
-        (ctx, out, core)
+        run_on(&self.bundle, "route", RouteKind::Request, text, None)
     }
-}
-
-fn avp(ctx: &Ctx, name: &str) -> String {
-    ctx.avps.get(name).map(|d| d.to_string()).unwrap_or_else(|| "<none>".into())
 }
 
 fn avps(ctx: &Ctx, name: &str) -> Vec<String> {

@@ -5,68 +5,19 @@
 
 mod support;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 use siprox::config::Config;
-use siprox::db::{Backend, Db};
-use siprox::message::SipMsg;
+use siprox::db::Backend;
 use siprox::mi::Mi;
 use siprox::modules::load_balancer::{self, store, LbLoader, LbRow, LoadBalancer, Status};
 use siprox::modules::Modules;
-use siprox::script::api::{CoreOps, Ctx, RouteKind};
-use siprox::script::{build_engine, check_script, compile, run_hook, Bundle, Limits, Outcome, Source};
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use support::TempDir;
+use siprox::script::api::{Ctx, RouteKind};
+use siprox::script::{build_engine, check_script, Bundle, Outcome, Source};
+use std::sync::Arc;
+use support::recording::{avp, compile_script, limits, run_on, Core};
+use support::testdb::{rt, TestDb};
 
-// ------------------------------------------------------------------ recording core
-
-#[derive(Default)]
-struct Core {
-    calls: Mutex<Vec<String>>,
-}
-
-impl CoreOps for Core {
-    fn sl_send_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
-        ctx.answered = true;
-        self.calls.lock().unwrap().push(format!("reply {code} {reason}"));
-        1
-    }
-    fn send_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
-        self.sl_send_reply(ctx, code, reason)
-    }
-    fn t_reply(&self, ctx: &mut Ctx, code: u16, reason: &str) -> i64 {
-        self.sl_send_reply(ctx, code, reason)
-    }
-    fn t_relay(&self, ctx: &mut Ctx, _flags: &str, _outbound: Option<&str>) -> i64 {
-        self.calls.lock().unwrap().push(format!("t_relay du={:?} ruri={}", ctx.du, ctx.ruri()));
-        1
-    }
-    fn t_newtran(&self, _ctx: &mut Ctx) -> i64 {
-        1
-    }
-    fn t_check_trans(&self, _ctx: &mut Ctx) -> i64 {
-        -1
-    }
-    fn t_was_cancelled(&self, _ctx: &Ctx) -> bool {
-        false
-    }
-    fn forward(&self, _ctx: &mut Ctx, _dest: Option<&str>) -> i64 {
-        1
-    }
-    fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
-        host == "10.0.0.1" && port.unwrap_or(5060) == 5060
-    }
-    fn has_socket(&self, _spec: &str) -> bool {
-        false
-    }
-}
-
-fn limits() -> Limits {
-    Limits { max_operations: 100_000, ..Limits::default() }
-}
+// ------------------------------------------------------------------ fixtures
 
 fn invite(n: usize) -> String {
     format!(
@@ -102,9 +53,7 @@ struct Fixture {
 fn fixture(src: &str) -> Fixture {
     let modules = Modules::new(&Config::default());
     modules.load_balancer.replace(rows());
-    let engine = build_engine(limits(), &*modules.registrar());
-    let bundle =
-        compile(engine, Source::Text { text: src, name: "lb.rhai" }).unwrap_or_else(|e| panic!("compile: {e}"));
+    let bundle = compile_script(&modules, src, "lb.rhai");
     Fixture { modules, bundle }
 }
 
@@ -116,14 +65,7 @@ impl Fixture {
         kind: RouteKind,
         dlg: Option<Arc<siprox::dialog::Dialog>>,
     ) -> (Ctx, Outcome, Arc<Core>) {
-        let core = Arc::new(Core::default());
-        let msg = SipMsg::parse(Bytes::from(invite(n))).expect("parses");
-        let src: SocketAddr = "192.0.2.10:5060".parse().unwrap();
-        let local: SocketAddr = "10.0.0.1:5060".parse().unwrap();
-        let mut ctx = Ctx::new(kind, msg, src, "udp", local, core.clone());
-        ctx.dlg = dlg;
-        let (ctx, out) = run_hook(&self.bundle, hook, ctx);
-        (ctx, out, core)
+        run_on(&self.bundle, hook, kind, &invite(n), dlg)
     }
     fn route(&self, n: usize) -> (Ctx, Outcome, Arc<Core>) {
         self.run("route", n, RouteKind::Request, None)
@@ -131,10 +73,6 @@ impl Fixture {
     fn load(&self, id: i64) -> u64 {
         self.modules.load_balancer.load("pstn", id)
     }
-}
-
-fn avp(ctx: &Ctx, name: &str) -> String {
-    ctx.avps.get(name).map(|d| d.to_string()).unwrap_or_else(|| "<none>".into())
 }
 
 const ROUTE: &str = r#"
@@ -180,7 +118,7 @@ fn load_balance_picks_sets_du_and_counts_in_the_dialog() {
     assert!(matches!(out, Outcome::Exit), "{out:?}");
     assert_eq!(avp(&ctx, "rc"), "-2");
     assert_eq!(avp(&ctx, "started"), "false");
-    assert_eq!(core.calls.lock().unwrap().clone(), ["reply 503 Service Unavailable"]);
+    assert_eq!(core.calls.lock().unwrap().clone(), ["sl_send_reply 503 Service Unavailable"]);
     assert_eq!((f.load(1), f.load(2)), (1, 2));
     // The refused call's dialog is in no LB profile.
     assert!(ctx.dlg.as_ref().is_none_or(|d| d.data().profiles.is_empty()));
@@ -201,7 +139,7 @@ fn lb_next_in_failure_route_moves_the_call() {
     // Both tried: -3, 503.
     let (ctx, _, core) = f.run("failure_route_lb", 1, RouteKind::Failure, Some(dlg));
     assert_eq!(avp(&ctx, "next"), "-3");
-    assert_eq!(core.calls.lock().unwrap().clone(), ["reply 503 Service Unavailable"]);
+    assert_eq!(core.calls.lock().unwrap().clone(), ["sl_send_reply 503 Service Unavailable"]);
     assert_eq!((f.load(1), f.load(2)), (0, 0));
 }
 
@@ -321,84 +259,18 @@ async fn mi_lb_list_shape_and_reload_failure() {
 
 // ------------------------------------------------------------------ databases
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-/// A database for one test: a SQLite file, or a fresh database on the server the
-/// environment names (dropped at the end); `None` (with a banner) when that is unset.
-struct TestDb {
-    url: String,
-    _dir: TempDir,
-    server: Option<(Backend, String, String)>,
-}
-
-impl TestDb {
-    fn new(backend: Backend) -> Option<TestDb> {
-        let dir = TempDir::new("lb-db");
-        let var = match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.join("siprox.db").display());
-                return Some(TestDb { url, _dir: dir, server: None });
-            }
-            Backend::Postgres => "SIPROX_TEST_PG",
-            Backend::MySql => "SIPROX_TEST_MYSQL",
-        };
-        let admin = match std::env::var(var) {
-            Ok(u) if !u.trim().is_empty() => u,
-            _ => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED: {var} not set: load_balancer table test not run on {} ***\n",
-                    backend.name()
-                );
-                return None;
-            }
-        };
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("siprox_lbtest_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        rt().block_on(admin_exec(backend, &admin, &format!("CREATE DATABASE {name}"))).expect("create database");
-        let (scheme, rest) = admin.split_once("://").expect("a URL");
-        let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let url = format!("{scheme}://{}/{name}", &rest[..host_end]);
-        Some(TestDb { url, _dir: dir, server: Some((backend, admin, name)) })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((backend, admin, name)) = self.server.clone() else { return };
-        let _ = std::thread::spawn(move || {
-            let sql = match backend {
-                Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                _ => format!("DROP DATABASE IF EXISTS {name}"),
-            };
-            rt().block_on(admin_exec(backend, &admin, &sql))
-        })
-        .join();
-    }
-}
-
-async fn admin_exec(backend: Backend, admin: &str, sql: &str) -> Result<(), sqlx::Error> {
-    if backend == Backend::Postgres {
-        let pool = sqlx::PgPool::connect(admin).await?;
-        sqlx::query(sql).execute(&pool).await?;
-        pool.close().await;
-    } else {
-        let pool = sqlx::MySqlPool::connect(admin).await?;
-        sqlx::query(sql).execute(&pool).await?;
-        pool.close().await;
-    }
-    Ok(())
-}
-
 /// The table through the store: load (id order), lb_reload picking up new rows and keeping
 /// status, lb_resize, lb_status, errors.
 fn table_case(backend: Backend) {
-    let Some(t) = TestDb::new(backend) else { return };
+    let t = match backend {
+        Backend::Sqlite => TestDb::sqlite("lb-db"),
+        _ => match TestDb::server(backend, "load_balancer table test") {
+            Some(t) => t,
+            None => return,
+        },
+    };
     rt().block_on(async {
-        let db = Arc::new(Db::open(&t.url).await.unwrap_or_else(|e| panic!("open {}: {e}", t.url)));
-        db.migrate().await.unwrap();
+        let db = t.open().await;
         let table = store::DEFAULT_TABLE;
         let mut a = LbRow::new(1, "sip:10.0.1.1:5060", "pstn=32;transc=10");
         a.probe_mode = 1;

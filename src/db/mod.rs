@@ -505,6 +505,24 @@ pub fn sql_name(name: &str) -> Result<&str, DbError> {
     }
 }
 
+/// Removes the rows of `table` whose integer column `column` is `key` (a primary key, so 0
+/// or 1 row); returns how many rows went. `what` names the operation in errors and health.
+/// Both names come from configuration or a store and are checked with [`sql_name`].
+///
+/// # Errors
+/// An invalid table or column name, or the query failed (see [`Db::run`]).
+pub async fn delete_by_key(db: &Db, table: &str, column: &str, key: i64, what: &str) -> Result<u64, DbError> {
+    let (t, c) = (sql_name(table)?, sql_name(column)?);
+    let sql = match db.pool() {
+        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE {c} = $1"),
+        _ => format!("DELETE FROM {t} WHERE {c} = ?"),
+    };
+    db.run(what, async {
+        Ok(with_pool!(db.pool(), p => sqlx::query(&sql).bind(key).execute(p).await?.rows_affected()))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 //! kept for inspection.
 #![allow(dead_code)]
 
+pub mod recording;
 pub mod testdb;
 
 use std::collections::HashSet;

@@ -6,6 +6,7 @@
 use super::TempDir;
 use siprox::db::{Backend, Db};
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ pub fn rt() -> tokio::runtime::Runtime {
 
 pub struct TestDb {
     pub url: String,
-    _dir: TempDir,
+    dir: TempDir,
     /// Server databases: the URL to administer the server with, the database's name.
     server: Option<(Backend, String, String)>,
 }
@@ -24,7 +25,7 @@ impl TestDb {
     pub fn sqlite(label: &str) -> TestDb {
         let dir = TempDir::new(label);
         let url = format!("sqlite://{}", dir.join("siprox.db").display());
-        TestDb { url, _dir: dir, server: None }
+        TestDb { url, dir, server: None }
     }
 
     pub fn server(backend: Backend, label: &str) -> Option<TestDb> {
@@ -36,8 +37,13 @@ impl TestDb {
                     std::io::stderr(),
                     "\n**************************************************************\n\
                      SKIPPED: {var} not set: {label} did not run on {}\n\
+                     (.ci/run exports it; e.g. {var}={})\n\
                      **************************************************************\n",
-                    backend.name()
+                    backend.name(),
+                    match backend {
+                        Backend::Postgres => "postgres://postgres@127.0.0.1:5432/test",
+                        _ => "mysql://root@127.0.0.1:3306/test",
+                    }
                 );
                 return None;
             }
@@ -50,11 +56,26 @@ impl TestDb {
         let url = format!("{scheme}://{}/{name}{query}", &rest[..end]);
         rt().block_on(admin_exec(backend, &admin, &format!("CREATE DATABASE {name}")))
             .unwrap_or_else(|e| panic!("{var}={admin}: cannot create database {name}: {e}"));
-        Some(TestDb { url, _dir: TempDir::new(label), server: Some((backend, admin, name)) })
+        Some(TestDb { url, dir: TempDir::new(label), server: Some((backend, admin, name)) })
     }
 
+    pub fn backend(&self) -> Backend {
+        self.server.as_ref().map_or(Backend::Sqlite, |(b, _, _)| *b)
+    }
+
+    /// A temp dir of this test's own (the SQLite file's), for configs and scripts.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The database, opened but not migrated.
+    pub async fn connect(&self) -> Db {
+        Db::open(&self.url).await.unwrap_or_else(|e| panic!("open {}: {e}", self.url))
+    }
+
+    /// The database, opened and migrated.
     pub async fn open(&self) -> Arc<Db> {
-        let db = Db::open(&self.url).await.unwrap_or_else(|e| panic!("open {}: {e}", self.url));
+        let db = self.connect().await;
         db.migrate().await.unwrap_or_else(|e| panic!("migrate {}: {e}", self.url));
         Arc::new(db)
     }

@@ -8,7 +8,7 @@
 //! retry. The table name comes from configuration and is spliced into the SQL, so it is
 //! checked to be a plain identifier first.
 
-use crate::db::{sql_name, Db, DbError, Pool};
+use crate::db::{delete_by_key, sql_name, Db, DbError, Pool};
 use crate::dialog::DialogRecord;
 use sqlx::Row;
 
@@ -144,20 +144,7 @@ pub async fn upsert(db: &Db, table: &str, rec: &DialogRecord) -> Result<(), DbEr
 /// # Errors
 /// An invalid table name, or the query failed.
 pub async fn delete(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
-    let t = sql_name(table)?;
-    let what = format!("removing dialog {id:x} from {table}");
-    let sql = match db.pool() {
-        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE dlg_id = $1"),
-        _ => format!("DELETE FROM {t} WHERE dlg_id = ?"),
-    };
-    db.run(&what, async {
-        Ok(match db.pool() {
-            Pool::Sqlite(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-            Pool::Postgres(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-        })
-    })
-    .await
+    delete_by_key(db, table, "dlg_id", id, &format!("removing dialog {id:x} from {table}")).await
 }
 
 /// Makes `table` hold exactly `rows` (db_mode 3 at shutdown, `dlg_db_sync`): every row

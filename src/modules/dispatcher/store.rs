@@ -7,7 +7,7 @@
 //! spliced into the SQL, so it is checked to be a plain identifier first.
 
 use super::DsRow;
-use crate::db::{sql_name, Db, DbError, Pool};
+use crate::db::{delete_by_key, sql_name, Db, DbError, Pool};
 use sqlx::Row;
 
 /// OpenSIPS's default `table_name`.
@@ -100,20 +100,7 @@ pub async fn delete(db: &Db, table: &str, setid: i64, destination: &str) -> Resu
 /// # Errors
 /// An invalid table name, or the query failed.
 pub async fn delete_id(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
-    let t = sql_name(table)?;
-    let what = format!("removing id {id} from {table}");
-    let sql = match db.pool() {
-        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE id = $1"),
-        _ => format!("DELETE FROM {t} WHERE id = ?"),
-    };
-    db.run(&what, async {
-        Ok(match db.pool() {
-            Pool::Sqlite(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-            Pool::Postgres(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-        })
-    })
-    .await
+    delete_by_key(db, table, "id", id, &format!("removing id {id} from {table}")).await
 }
 
 /// Writes the `state` column of `destination` in set `setid` (0 active, 1 inactive,

@@ -6,7 +6,7 @@
 //! from configuration and is spliced into the SQL, so it is checked first.
 
 use super::LbRow;
-use crate::db::{sql_name, Db, DbError, Pool};
+use crate::db::{delete_by_key, sql_name, Db, DbError, Pool};
 use sqlx::Row;
 
 /// OpenSIPS's default `db_table`.
@@ -86,23 +86,7 @@ pub async fn insert(db: &Db, table: &str, row: &LbRow) -> Result<i64, DbError> {
 /// # Errors
 /// An invalid table name, or the query failed.
 pub async fn delete_id(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
-    let t = sql_name(table)?;
-    let what = format!("removing id {id} from {table}");
-    let sql = match db.pool() {
-        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE id = $1"),
-        _ => format!("DELETE FROM {t} WHERE id = ?"),
-    };
-    db.run(&what, async {
-        Ok(match db.pool() {
-            Pool::Sqlite(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-            Pool::Postgres(p) => {
-                let id = i32::try_from(id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-                sqlx::query(&sql).bind(id).execute(p).await?.rows_affected()
-            }
-            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-        })
-    })
-    .await
+    delete_by_key(db, table, "id", id, &format!("removing id {id} from {table}")).await
 }
 
 // ---------------------------------------------------------------- row decoding
