@@ -505,6 +505,50 @@ pub fn sql_name(name: &str) -> Result<&str, DbError> {
     }
 }
 
+/// How a store reads one of its rows on each backend.
+pub struct RowDecoders<T> {
+    pub sqlite: fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+    pub postgres: fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+    pub mysql: fn(&sqlx::mysql::MySqlRow) -> Result<T, sqlx::Error>,
+}
+
+/// Every row `sql` (a `SELECT`) returns, each read by `decode`, through [`Db::run`]
+/// (`what` names the operation in errors and health).
+///
+/// # Errors
+/// The query failed or a row could not be read (see [`Db::run`]).
+pub async fn fetch_all<T>(db: &Db, what: &str, sql: &str, decode: &RowDecoders<T>) -> Result<Vec<T>, DbError> {
+    db.run(what, async {
+        match db.pool() {
+            Pool::Sqlite(p) => sqlx::query(sql).fetch_all(p).await?.iter().map(decode.sqlite).collect(),
+            Pool::Postgres(p) => sqlx::query(sql).fetch_all(p).await?.iter().map(decode.postgres).collect(),
+            Pool::MySql(p) => sqlx::query(sql).fetch_all(p).await?.iter().map(decode.mysql).collect(),
+        }
+    })
+    .await
+}
+
+/// A PostgreSQL integer column as `i64`: INTEGER (32 bits), or BIGINT.
+///
+/// # Errors
+/// The column is missing or of another type.
+pub fn pg_int(r: &sqlx::postgres::PgRow, col: &str) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    r.try_get::<i32, _>(col).map(i64::from).or_else(|_| r.try_get::<i64, _>(col))
+}
+
+/// A MySQL integer column as `i64`: signed, or UNSIGNED as in OpenSIPS's MySQL schema.
+///
+/// # Errors
+/// The column is missing, of another type, or beyond `i64`.
+pub fn mysql_int(r: &sqlx::mysql::MySqlRow, col: &str) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    r.try_get::<i64, _>(col).or_else(|_| {
+        let u = r.try_get::<u64, _>(col)?;
+        i64::try_from(u).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    })
+}
+
 /// Removes the rows of `table` whose integer column `column` is `key` (a primary key, so 0
 /// or 1 row); returns how many rows went. `what` names the operation in errors and health.
 /// Both names come from configuration or a store and are checked with [`sql_name`].
@@ -573,6 +617,17 @@ mod tests {
         let st = db.status();
         assert_eq!((st.backend, st.up, st.queries_ok), ("sqlite", Some(true), 2));
         db.wait_ready().await;
+    }
+
+    #[tokio::test]
+    async fn delete_by_key_checks_both_names() {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        assert_eq!(delete_by_key(&db, "dispatcher", "id", 1, "removing id 1").await.unwrap(), 0);
+        let e = delete_by_key(&db, "dispatcher", "id = id OR 1", 1, "x").await.unwrap_err();
+        assert!(matches!(e, DbError::InvalidName(ref n) if n == "id = id OR 1"), "{e}");
+        let e = delete_by_key(&db, "x; drop", "id", 1, "x").await.unwrap_err();
+        assert!(matches!(e, DbError::InvalidName(_)), "{e}");
     }
 
     #[tokio::test]

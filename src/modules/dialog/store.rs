@@ -8,7 +8,7 @@
 //! retry. The table name comes from configuration and is spliced into the SQL, so it is
 //! checked to be a plain identifier first.
 
-use crate::db::{delete_by_key, sql_name, Db, DbError, Pool};
+use crate::db::{delete_by_key, fetch_all, mysql_int, sql_name, Db, DbError, Pool, RowDecoders};
 use crate::dialog::DialogRecord;
 use sqlx::Row;
 
@@ -110,15 +110,8 @@ fn upsert_sql(pool: &Pool, t: &str) -> String {
 /// An invalid table name, a row that cannot be read, or the query failed (see [`Db::run`]).
 pub async fn load(db: &Db, table: &str) -> Result<Vec<DialogRecord>, DbError> {
     let sql = format!("SELECT {} FROM {} ORDER BY dlg_id", COLUMNS.join(", "), sql_name(table)?);
-    let what = format!("loading {table}");
-    db.run(&what, async {
-        match db.pool() {
-            Pool::Sqlite(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(sqlite_row).collect(),
-            Pool::Postgres(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(pg_row).collect(),
-            Pool::MySql(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(mysql_row).collect(),
-        }
-    })
-    .await
+    let decode = RowDecoders { sqlite: sqlite_row, postgres: pg_row, mysql: mysql_row };
+    fetch_all(db, &format!("loading {table}"), &sql, &decode).await
 }
 
 /// Writes `rec`: a new row, or every column of the row with its `dlg_id` replaced.
@@ -252,21 +245,11 @@ fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<DialogRecord, sqlx::Error> 
 
 /// PostgreSQL's INTEGER is 32 bits; BIGINT (dlg_id) and SMALLINT are read too.
 fn pg_int(r: &sqlx::postgres::PgRow, col: &str) -> Result<i64, sqlx::Error> {
-    r.try_get::<i64, _>(col)
-        .or_else(|_| r.try_get::<i32, _>(col).map(i64::from))
-        .or_else(|_| r.try_get::<i16, _>(col).map(i64::from))
+    crate::db::pg_int(r, col).or_else(|_| r.try_get::<i16, _>(col).map(i64::from))
 }
 
 fn pg_row(r: &sqlx::postgres::PgRow) -> Result<DialogRecord, sqlx::Error> {
     record_from!(r, pg_int)
-}
-
-/// MySQL integers: signed, or UNSIGNED as in OpenSIPS's MySQL schema (every column here).
-fn mysql_int(r: &sqlx::mysql::MySqlRow, col: &str) -> Result<i64, sqlx::Error> {
-    r.try_get::<i64, _>(col).or_else(|_| {
-        let u = r.try_get::<u64, _>(col)?;
-        i64::try_from(u).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-    })
 }
 
 fn mysql_row(r: &sqlx::mysql::MySqlRow) -> Result<DialogRecord, sqlx::Error> {

@@ -7,7 +7,7 @@
 //! spliced into the SQL, so it is checked to be a plain identifier first.
 
 use super::DsRow;
-use crate::db::{delete_by_key, sql_name, Db, DbError, Pool};
+use crate::db::{delete_by_key, fetch_all, mysql_int, pg_int, sql_name, Db, DbError, Pool, RowDecoders};
 use sqlx::Row;
 
 /// OpenSIPS's default `table_name`.
@@ -22,15 +22,8 @@ const COLUMNS: &str = "id, setid, destination, socket, state, probe_mode, weight
 /// An invalid table name, or the query failed (see [`Db::run`]).
 pub async fn load(db: &Db, table: &str) -> Result<Vec<DsRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY setid, priority DESC, id", sql_name(table)?);
-    let what = format!("loading {table}");
-    db.run(&what, async {
-        match db.pool() {
-            Pool::Sqlite(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(sqlite_row).collect(),
-            Pool::Postgres(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(pg_row).collect(),
-            Pool::MySql(p) => sqlx::query(&sql).fetch_all(p).await?.iter().map(mysql_row).collect(),
-        }
-    })
-    .await
+    let decode = RowDecoders { sqlite: sqlite_row, postgres: pg_row, mysql: mysql_row };
+    fetch_all(db, &format!("loading {table}"), &sql, &decode).await
 }
 
 /// Adds `row` (its `id` is ignored: the database assigns one) and returns the new id.
@@ -148,11 +141,6 @@ fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<DsRow, sqlx::Error> {
     })
 }
 
-/// PostgreSQL's INTEGER is 32 bits (BIGINT tolerated too).
-fn pg_int(r: &sqlx::postgres::PgRow, col: &str) -> Result<i64, sqlx::Error> {
-    r.try_get::<i32, _>(col).map(i64::from).or_else(|_| r.try_get::<i64, _>(col))
-}
-
 fn pg_row(r: &sqlx::postgres::PgRow) -> Result<DsRow, sqlx::Error> {
     Ok(DsRow {
         id: pg_int(r, "id")?,
@@ -165,15 +153,6 @@ fn pg_row(r: &sqlx::postgres::PgRow) -> Result<DsRow, sqlx::Error> {
         priority: pg_int(r, "priority")?,
         attrs: r.try_get("attrs")?,
         description: r.try_get("description")?,
-    })
-}
-
-/// MySQL integers: signed, or UNSIGNED as in OpenSIPS's own MySQL schema (`id`,
-/// `probe_mode`).
-fn mysql_int(r: &sqlx::mysql::MySqlRow, col: &str) -> Result<i64, sqlx::Error> {
-    r.try_get::<i64, _>(col).or_else(|_| {
-        let u = r.try_get::<u64, _>(col)?;
-        i64::try_from(u).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     })
 }
 
