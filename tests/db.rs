@@ -1,7 +1,8 @@
-//! The database layer against real servers: the same migration, dispatcher-store, CLI and
-//! start-up tests on SQLite (always, a temp file), PostgreSQL (`SIPROX_TEST_PG`) and
-//! MySQL/MariaDB (`SIPROX_TEST_MYSQL`). `.ci/run` exports both URLs; without one, the tests
-//! of that backend print a loud SKIPPED banner and pass.
+//! The database layer against real servers: the same migration, dispatcher-store, CLI
+//! (`siprox ctl dispatcher`, `siprox ctl lb`) and start-up tests on SQLite (always, a temp
+//! file), PostgreSQL (`SIPROX_TEST_PG`) and MySQL/MariaDB (`SIPROX_TEST_MYSQL`). `.ci/run`
+//! exports both URLs; without one, the tests of that backend print a loud SKIPPED banner
+//! and pass.
 //!
 //! Each PostgreSQL/MariaDB test creates a database of its own (`siprox_t_<pid>_<n>`, see
 //! tests/support/testdb.rs) next to the one the URL names and drops it at the end, so
@@ -13,6 +14,8 @@ use serde_json::Value;
 use siprox::db::{migrate, migrate_on_start, Backend, Db, DbError, DbOptions, Pool, RetryPolicy};
 use siprox::modules::dispatcher::store::{self, DEFAULT_TABLE};
 use siprox::modules::dispatcher::DsRow;
+use siprox::modules::load_balancer::store as lb_store;
+use siprox::modules::load_balancer::LbRow;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::Ordering;
@@ -160,14 +163,65 @@ fn shown(o: &Output) -> String {
     )
 }
 
+/// A config in `t`'s directory naming its database and an MI port nobody listens on.
+fn ctl_config(t: &TestDb, name: &str) -> String {
+    let cfg = t.dir().join(name);
+    std::fs::write(&cfg, format!("[db]\nurl = \"{}\"\n\n[mi]\nlisten = \"127.0.0.1:{}\"\n", t.url, free_port()))
+        .unwrap();
+    cfg.to_str().unwrap().to_string()
+}
+
+/// `siprox ctl -c cfg ARGS` in `t`'s directory, waiting at most 2 s for a proxy.
+fn ctl_no_proxy(t: &TestDb, cfg: &str, args: &[&str]) -> Output {
+    let mut all = vec!["ctl", "-c", cfg, "--timeout", "2"];
+    all.extend_from_slice(args);
+    run_siprox(t.dir(), &all)
+}
+
+/// Runs each `add` with no proxy running: a row is added, and the `reload` step says no
+/// proxy answered.
+fn assert_added(ctl: &dyn Fn(&[&str]) -> Output, adds: &[&[&str]], reload: &str) {
+    for args in adds {
+        let o = ctl(args);
+        assert!(o.status.success(), "{args:?}: {}", shown(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("added id "), "{}", shown(&o));
+        let note = format!("no proxy answered {reload}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(&note), "{}", shown(&o));
+    }
+}
+
+/// What a `list` that succeeded printed.
+fn listed(o: Output) -> String {
+    assert!(o.status.success(), "{}", shown(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The rows a `--json … list` printed.
+fn json_rows(o: Output) -> Vec<Value> {
+    match serde_json::from_slice(&o.stdout) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!("{other:?}: {}", shown(&o)),
+    }
+}
+
+/// `ctl NAME rm id=ID` of the row whose `column` is `value` removes it; of an id that is
+/// not there, exit 1.
+fn rm_by_id(ctl: &dyn Fn(&[&str]) -> Output, name: &str, (column, value): (&str, i64)) {
+    let all = json_rows(ctl(&["--json", name, "list"]));
+    let id = all.iter().find(|r| r[column] == value).unwrap_or_else(|| panic!("{column} {value}: {all:?}"))["id"]
+        .to_string();
+    let o = ctl(&[name, "rm", &format!("id={id}")]);
+    assert!(o.status.success(), "{}", shown(&o));
+    let o = ctl(&[name, "rm", "id=999999"]);
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+}
+
 /// `siprox migrate` and `siprox ctl dispatcher add/list/rm` through the binary, with no proxy
 /// running (the reload step says so and the command still succeeds).
 fn cli_case(t: &TestDb) {
     let dir = t.dir();
-    let cfg = dir.join("cli.toml");
-    std::fs::write(&cfg, format!("[db]\nurl = \"{}\"\n\n[mi]\nlisten = \"127.0.0.1:{}\"\n", t.url, free_port()))
-        .unwrap();
-    let cfg = cfg.to_str().unwrap();
+    let cfg = ctl_config(t, "cli.toml");
+    let cfg = cfg.as_str();
     let o = run_siprox(dir, &["migrate", "-c", cfg]);
     assert!(o.status.success(), "{}", shown(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -175,32 +229,23 @@ fn cli_case(t: &TestDb) {
     let o = run_siprox(dir, &["migrate", "-c", cfg]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("up to date"), "{}", shown(&o));
 
-    let ctl = |args: &[&str]| {
-        let mut all = vec!["ctl", "-c", cfg, "--timeout", "2"];
-        all.extend_from_slice(args);
-        run_siprox(dir, &all)
-    };
-    for args in [
-        &["dispatcher", "add", "1", "sip:10.0.0.1:5060", "weight=2", "priority=1", "description=gw a"][..],
-        &["dispatcher", "add", "1", "sip:10.0.0.2:5060", "priority=9", "attrs=maxload=5"],
-        &["dispatcher", "add", "2", "sip:10.0.0.3:5060;transport=tcp"],
-    ] {
-        let o = ctl(args);
-        assert!(o.status.success(), "{args:?}: {}", shown(&o));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("added id "), "{}", shown(&o));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("no proxy answered ds_reload"), "{}", shown(&o));
-    }
-    let o = ctl(&["dispatcher", "list"]);
-    assert!(o.status.success(), "{}", shown(&o));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let ctl = |args: &[&str]| ctl_no_proxy(t, cfg, args);
+    assert_added(
+        &ctl,
+        &[
+            &["dispatcher", "add", "1", "sip:10.0.0.1:5060", "weight=2", "priority=1", "description=gw a"][..],
+            &["dispatcher", "add", "1", "sip:10.0.0.2:5060", "priority=9", "attrs=maxload=5"],
+            &["dispatcher", "add", "2", "sip:10.0.0.3:5060;transport=tcp"],
+        ],
+        "ds_reload",
+    );
+    let text = listed(ctl(&["dispatcher", "list"]));
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("id") && lines[0].contains("destination"), "{text}");
     assert!(lines[1].contains("sip:10.0.0.2:5060") && lines[2].contains("sip:10.0.0.1:5060"), "{text}");
     assert!(lines[3].contains("sip:10.0.0.3:5060;transport=tcp"), "{text}");
 
-    let o = ctl(&["--json", "dispatcher", "list", "1"]);
-    let rows: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", shown(&o)));
-    let rows = rows.as_array().unwrap();
+    let rows = json_rows(ctl(&["--json", "dispatcher", "list", "1"]));
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["destination"], "sip:10.0.0.2:5060");
     assert_eq!(rows[0]["attrs"], "maxload=5");
@@ -210,12 +255,7 @@ fn cli_case(t: &TestDb) {
 
     let o = ctl(&["dispatcher", "rm", "1", "sip:10.0.0.1:5060"]);
     assert!(o.status.success(), "{}", shown(&o));
-    let all: Value = serde_json::from_slice(&ctl(&["--json", "dispatcher", "list"]).stdout).unwrap();
-    let id3 = all.as_array().unwrap().iter().find(|r| r["setid"] == 2).expect("set 2 row")["id"].to_string();
-    let o = ctl(&["dispatcher", "rm", &format!("id={id3}")]);
-    assert!(o.status.success(), "{}", shown(&o));
-    let o = ctl(&["dispatcher", "rm", "id=999999"]);
-    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    rm_by_id(&ctl, "dispatcher", ("setid", 2));
     let o = ctl(&["dispatcher", "add", "one", "sip:x"]);
     assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
 
@@ -228,14 +268,21 @@ fn cli_case(t: &TestDb) {
     });
 }
 
+/// `siprox run` with the default script on `t`'s database: the proxy, its directory and its
+/// config file.
+fn db_proxy(t: &TestDb, label: &str) -> (Proxy, std::path::PathBuf, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/default.rhai");
+    let proxy = Proxy::start_script_file(label, &script, &format!("\n[db]\nurl = \"{}\"\n", t.url));
+    let dir = proxy.config_path().parent().unwrap().to_path_buf();
+    let cfg = proxy.config_path().to_str().unwrap().to_string();
+    (proxy, dir, cfg)
+}
+
 /// `siprox run` on this database: it migrates at start, `db_status` says ready, and
 /// `siprox ctl dispatcher add` against the running proxy changes the table.
 fn proxy_case(t: &TestDb) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/default.rhai");
-    let proxy = Proxy::start_script_file("db-proxy", &script, &format!("\n[db]\nurl = \"{}\"\n", t.url));
-    let dir = proxy.config_path().parent().unwrap().to_path_buf();
-    let cfg = proxy.config_path();
-    let cfg = cfg.to_str().unwrap();
+    let (proxy, dir, cfg) = db_proxy(t, "db-proxy");
+    let cfg = cfg.as_str();
     let o = run_siprox(&dir, &["ctl", "-c", cfg, "--json", "db_status"]);
     assert!(o.status.success(), "{}", shown(&o));
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -258,6 +305,93 @@ fn proxy_case(t: &TestDb) {
         assert!(rows.iter().any(|r| r.setid == 7 && r.destination == "sip:192.0.2.7:5060"), "{rows:?}");
         db.close().await;
     });
+}
+
+/// `siprox ctl lb add/list/rm` through the binary, with no proxy running (the `lb_reload`
+/// step says so and the command still succeeds); bad input is a usage error (exit 2).
+fn lb_cli_case(t: &TestDb) {
+    let cfg = ctl_config(t, "lb.toml");
+    let o = run_siprox(t.dir(), &["migrate", "-c", &cfg]);
+    assert!(o.status.success(), "{}", shown(&o));
+    let ctl = |args: &[&str]| ctl_no_proxy(t, &cfg, args);
+    assert_added(
+        &ctl,
+        &[
+            &["lb", "add", "1", "sip:10.0.0.1:5060", "pstn=32;transc=10", "description=gw a"][..],
+            &["lb", "add", "1", "sip:10.0.0.2:5060;transport=tcp", "pstn=10", "probe_mode=2", "attrs=x=1"],
+            &["lb", "add", "2", "sip:10.0.0.3:5060", "transc=5", "probe_mode=1"],
+        ],
+        "lb_reload",
+    );
+    let text = listed(ctl(&["lb", "list"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("id") && lines[0].contains("dst_uri") && lines[0].contains("resources"), "{text}");
+    assert!(lines[1].contains("sip:10.0.0.1:5060") && lines[1].contains("pstn=32;transc=10"), "{text}");
+    assert!(lines[2].contains("sip:10.0.0.2:5060;transport=tcp") && lines[3].contains("transc=5"), "{text}");
+
+    let rows = json_rows(ctl(&["--json", "lb", "list", "1"]));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["dst_uri"], "sip:10.0.0.1:5060");
+    assert_eq!(rows[0]["description"], "gw a");
+    assert_eq!(rows[0]["attrs"], Value::Null);
+    assert_eq!(
+        (&rows[1]["group_id"], &rows[1]["probe_mode"], &rows[1]["attrs"]),
+        (&1.into(), &2.into(), &"x=1".into())
+    );
+
+    let o = ctl(&["lb", "rm", "1", "sip:10.0.0.1:5060"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("removed 1 row"), "{}", shown(&o));
+    let o = ctl(&["lb", "rm", "2", "sip:10.0.0.2:5060;transport=tcp"]);
+    assert_eq!(o.status.code(), Some(1), "another group: {}", shown(&o));
+    rm_by_id(&ctl, "lb", ("group_id", 2));
+    for bad in [
+        &["lb", "add", "one", "sip:10.0.0.9", "pstn=1"][..],
+        &["lb", "add", "1", "10.0.0.9", "pstn=1"],
+        &["lb", "add", "1", "sip:[10.0.0.9", "pstn=1"],
+        &["lb", "add", "1", "sip:10.0.0.9", "pstn"],
+        &["lb", "add", "1", "sip:10.0.0.9", "pstn=0"],
+        &["lb", "add", "1", "sip:10.0.0.9", "pstn=x;transc=2"],
+        &["lb", "add", "1", "sip:10.0.0.9"],
+        &["lb", "add", "1", "sip:10.0.0.9", "pstn=1", "probe_mode=3"],
+        &["lb", "rm", "1"],
+    ] {
+        let o = ctl(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", shown(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("usage: siprox ctl lb"), "{}", shown(&o));
+    }
+
+    // The table as the store reads it.
+    rt().block_on(async {
+        let db = t.open().await;
+        let rows = lb_store::load(&db, lb_store::DEFAULT_TABLE).await.unwrap();
+        let mut want = LbRow::new(1, "sip:10.0.0.2:5060;transport=tcp", "pstn=10");
+        (want.probe_mode, want.attrs) = (2, Some("x=1".into()));
+        assert_eq!(rows, [LbRow { id: rows[0].id, ..want }]);
+        db.close().await;
+    });
+}
+
+/// `siprox ctl lb add` against a running proxy: `lb_reload` puts the row into `lb_list`,
+/// `lb rm` takes it out again, `lb reload` alone asks for `lb_reload`.
+fn lb_proxy_case(t: &TestDb) {
+    let (proxy, dir, cfg) = db_proxy(t, "db-proxy-lb");
+    let ctl = |args: &[&str]| {
+        let o = run_siprox(&dir, &[&["ctl", "-c", cfg.as_str()][..], args].concat());
+        assert!(o.status.success(), "{args:?}: {}", shown(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = ctl(&["lb", "add", "4", "sip:192.0.2.4:5060", "pstn=3;transc=1", "description=lb ctl"]);
+    assert!(out.contains("lb_reload: OK"), "{out}");
+    let list: Value = serde_json::from_str(&ctl(&["--json", "lb_list"])).unwrap();
+    let dsts = list["Destinations"].as_array().unwrap();
+    assert_eq!(dsts.len(), 1, "{list}");
+    assert_eq!((&dsts[0]["group"], &dsts[0]["uri"]), (&4.into(), &"sip:192.0.2.4:5060".into()), "{list}");
+    assert_eq!(dsts[0]["Resources"].as_array().map(Vec::len), Some(2), "{list}");
+    assert!(ctl(&["lb", "reload"]).contains("lb_reload: OK"));
+    assert!(ctl(&["lb", "rm", "4", "sip:192.0.2.4:5060"]).contains("lb_reload: OK"));
+    let list: Value = serde_json::from_str(&ctl(&["--json", "lb_list"])).unwrap();
+    assert_eq!(list["Destinations"], Value::Array(vec![]), "{list}");
+    proxy.stop();
 }
 
 // ----------------------------------------------------------------- the tests
@@ -288,6 +422,8 @@ on_every_backend! {
     store_case: sqlite_dispatcher_store, postgres_dispatcher_store, mysql_dispatcher_store;
     cli_case: sqlite_migrate_and_ctl_dispatcher, postgres_migrate_and_ctl_dispatcher, mysql_migrate_and_ctl_dispatcher;
     proxy_case: sqlite_proxy_migrates_at_start, postgres_proxy_migrates_at_start, mysql_proxy_migrates_at_start;
+    lb_cli_case: sqlite_ctl_lb, postgres_ctl_lb, mysql_ctl_lb;
+    lb_proxy_case: sqlite_proxy_ctl_lb, postgres_proxy_ctl_lb, mysql_proxy_ctl_lb;
 }
 
 /// Every .sql file of migrations/<backend>/ is built into the binary, and the three

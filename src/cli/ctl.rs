@@ -4,9 +4,9 @@
 //! or as JSON with `--json`. Exit status: 0 answered, 1 the command failed (the MI error's
 //! code and message are printed), 2 it could not be asked (no server, HTTP error, bad URL).
 //!
-//! `siprox ctl dispatcher …` is the one command answered here first: it changes the
-//! dispatcher table in the database of `[db] url`, then asks for `ds_reload`
-//! (cli/dispatcher.rs).
+//! `siprox ctl dispatcher …` and `siprox ctl lb …` are answered here first: they change the
+//! dispatcher or load_balancer table in the database of `[db] url`, then ask for
+//! `ds_reload` or `lb_reload` (cli/dispatcher.rs, cli/lb.rs, both through cli/table.rs).
 
 use crate::config::Config;
 use bytes::Bytes;
@@ -38,7 +38,9 @@ pub struct CtlArgs {
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
     /// The command (`siprox ctl which` lists them), or `dispatcher` followed by
-    /// `add SETID URI [weight=W …]`, `rm SETID URI`, `rm id=ID`, `list [SETID]` or `reload`.
+    /// `add SETID URI [weight=W …]`, `rm SETID URI`, `rm id=ID`, `list [SETID]` or `reload`,
+    /// or `lb` followed by `add GROUP URI RESOURCES [probe_mode=N …]`, `rm GROUP URI`,
+    /// `rm id=ID`, `list [GROUP]` or `reload`.
     pub command: String,
     /// Arguments: `name=value` (named) or `value` (positional), not both kinds at once.
     #[arg(allow_hyphen_values = true)]
@@ -226,8 +228,10 @@ pub(crate) fn target(args: &CtlArgs) -> Result<(String, Option<String>), String>
 
 /// Runs `siprox ctl`.
 pub fn main(args: CtlArgs) -> ExitCode {
-    if args.command == "dispatcher" {
-        return super::dispatcher::main(&args);
+    match args.command.as_str() {
+        "dispatcher" => return super::table::main::<super::dispatcher::Dispatcher>(&args),
+        "lb" => return super::table::main::<super::lb::LoadBalancer>(&args),
+        _ => {}
     }
     match ask(&args) {
         Ok(code) => code,

@@ -2,7 +2,9 @@
 
 pub mod ctl;
 mod dispatcher;
+mod lb;
 pub mod script_test;
+mod table;
 
 use crate::app;
 use crate::config::Config;
@@ -47,7 +49,7 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Run a management command on a running proxy (JSON-RPC to POST /mi), or change the
-    /// dispatcher table (`siprox ctl dispatcher add|rm|list|reload …`).
+    /// dispatcher or load_balancer table (`siprox ctl dispatcher|lb add|rm|list|reload …`).
     Ctl(ctl::CtlArgs),
     /// Apply the database migrations of [db] url (as `siprox run` does) and print them.
     Migrate {

@@ -262,7 +262,7 @@ impl Table {
 
 /// `pstn=32;transc=10` → `[("pstn", 32), ("transc", 10)]`; a pair that is not `name=int`
 /// (OpenSIPS's `fs://` URLs included, which siprox does not fetch) is an error.
-fn parse_resources(text: &str) -> Result<Vec<(String, i64)>, String> {
+pub fn parse_resources(text: &str) -> Result<Vec<(String, i64)>, String> {
     let mut out: Vec<(String, i64)> = Vec::new();
     for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, max) = part.split_once('=').ok_or_else(|| format!("resource {part:?} is not name=capacity"))?;

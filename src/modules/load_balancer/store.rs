@@ -6,7 +6,7 @@
 //! from configuration and is spliced into the SQL, so it is checked first.
 
 use super::LbRow;
-use crate::db::{delete_by_key, fetch_all, mysql_int, pg_int, sql_name, Db, DbError, Pool, RowDecoders};
+use crate::db::{fetch_all, mysql_int, pg_int, sql_name, Db, DbError, Pool, RowDecoders};
 use sqlx::Row;
 
 /// OpenSIPS's default `db_table`.
@@ -74,12 +74,60 @@ pub async fn insert(db: &Db, table: &str, row: &LbRow) -> Result<i64, DbError> {
     .await
 }
 
+/// Removes the rows of `group` whose `dst_uri` is `uri`; returns how many went.
+///
+/// # Errors
+/// An invalid table name, or the query failed.
+pub async fn delete(db: &Db, table: &str, group: i64, uri: &str) -> Result<u64, DbError> {
+    let what = format!("removing {uri} from group {group} of {table}");
+    delete_where(db, table, &what, ("group_id", group), Some(("dst_uri", uri))).await
+}
+
 /// Removes the row with this `id`; returns how many rows went (0 or 1).
 ///
 /// # Errors
 /// An invalid table name, or the query failed.
 pub async fn delete_id(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
-    delete_by_key(db, table, "id", id, &format!("removing id {id} from {table}")).await
+    let what = format!("removing id {id} from {table}");
+    delete_where(db, table, &what, ("id", id), None).await
+}
+
+/// `DELETE FROM table WHERE int_col = n [AND text_col = s]`; how many rows went. The
+/// integer columns are INTEGER (32 bits) on PostgreSQL: it gets a 32-bit value.
+async fn delete_where(
+    db: &Db,
+    table: &str,
+    what: &str,
+    (int_col, n): (&str, i64),
+    text: Option<(&str, &str)>,
+) -> Result<u64, DbError> {
+    let t = sql_name(table)?;
+    let pg = matches!(db.pool(), Pool::Postgres(_));
+    let mut sql = format!("DELETE FROM {t} WHERE {int_col} = {}", if pg { "$1" } else { "?" });
+    if let Some((col, _)) = text {
+        sql.push_str(&format!(" AND {col} = {}", if pg { "$2" } else { "?" }));
+    }
+    let s = text.map(|(_, s)| s);
+    macro_rules! bind_all {
+        ($q:expr) => {{
+            let q = $q;
+            match s {
+                Some(s) => q.bind(s),
+                None => q,
+            }
+        }};
+    }
+    db.run(what, async {
+        Ok(match db.pool() {
+            Pool::Sqlite(p) => bind_all!(sqlx::query(&sql).bind(n)).execute(p).await?.rows_affected(),
+            Pool::Postgres(p) => {
+                let n = i32::try_from(n).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                bind_all!(sqlx::query(&sql).bind(n)).execute(p).await?.rows_affected()
+            }
+            Pool::MySql(p) => bind_all!(sqlx::query(&sql).bind(n)).execute(p).await?.rows_affected(),
+        })
+    })
+    .await
 }
 
 // ---------------------------------------------------------------- row decoding
@@ -141,6 +189,9 @@ mod tests {
         assert_eq!(rows[1].dst_uri, "sip:10.0.0.2:5080");
         assert_eq!(delete_id(&db, DEFAULT_TABLE, ia).await.unwrap(), 1);
         assert_eq!(load(&db, DEFAULT_TABLE).await.unwrap().len(), 1);
+        assert_eq!(delete(&db, DEFAULT_TABLE, 1, "sip:10.0.0.2:5080").await.unwrap(), 0, "another group");
+        assert_eq!(delete(&db, DEFAULT_TABLE, 2, "sip:10.0.0.2:5080").await.unwrap(), 1);
+        assert!(load(&db, DEFAULT_TABLE).await.unwrap().is_empty());
         assert!(matches!(load(&db, "x; drop").await, Err(DbError::InvalidName(_))));
     }
 }
