@@ -27,7 +27,7 @@ pub use retry::{retry_with_backoff, RetryPolicy};
 use crate::config::DbConfig;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::ConnectOptions;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -180,7 +180,10 @@ impl Db {
                     // One database per pool: it lives as long as a connection does.
                     p = p.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
                 } else {
-                    o = o.journal_mode(SqliteJournalMode::Wal);
+                    // WAL with synchronous=NORMAL: a commit is safe from a crash of the
+                    // process (the dialog writer's case) without an fsync per commit; only a
+                    // power cut can lose the last commits.
+                    o = o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
                     p = p.max_connections(max);
                 }
                 let pool = p.connect_with(o).await.map_err(|e| DbError::Unavailable {

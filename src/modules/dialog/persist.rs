@@ -410,6 +410,23 @@ impl Task {
     /// the table cannot hold, a bad table name) is dropped and logged, the others go on.
     /// Returns how many rows were written or removed, or the first error.
     async fn write_pending(&mut self) -> Result<usize, DbError> {
+        // Several changes waiting (they pile up while a write is out): one transaction. A
+        // batch that fails for good is written again row by row below, to drop only the
+        // row the table refuses.
+        if self.pending.len() > 1 {
+            match self.write_batch().await {
+                Ok(n) => {
+                    self.pending.clear();
+                    self.pause = None;
+                    return Ok(n);
+                }
+                Err(e) if e.is_transient() => {
+                    self.start_pause(Some(&e));
+                    return Err(e);
+                }
+                Err(_) => {}
+            }
+        }
         let mut work = std::mem::take(&mut self.pending).into_iter();
         let mut done = 0;
         let mut first_error: Option<DbError> = None;
@@ -436,18 +453,57 @@ impl Task {
         if !transient {
             self.pause = None;
         } else {
-            let pause = match self.pause {
-                None => FIRST_PAUSE,
-                Some((p, _)) => (p * 2).min(MAX_PAUSE),
-            };
-            self.store.db.health().record_retry();
-            tracing::warn!(error = ?first_error.as_ref().map(ToString::to_string), pending = self.pending.len(), retry_in = ?pause, "dialog rows not written; retrying");
-            self.pause = Some((pause, Instant::now() + pause));
+            self.start_pause(first_error.as_ref());
         }
         match first_error {
             None => Ok(done),
             Some(e) => Err(e),
         }
+    }
+
+    /// A transient failure: the pending writes wait, the pause doubling up to `MAX_PAUSE`.
+    fn start_pause(&mut self, error: Option<&DbError>) {
+        let pause = match self.pause {
+            None => FIRST_PAUSE,
+            Some((p, _)) => (p * 2).min(MAX_PAUSE),
+        };
+        self.store.db.health().record_retry();
+        tracing::warn!(error = ?error.map(ToString::to_string), pending = self.pending.len(), retry_in = ?pause, "dialog rows not written; retrying");
+        self.pause = Some((pause, Instant::now() + pause));
+    }
+
+    /// Every pending operation in one transaction; the rows known to exist updated after.
+    async fn write_batch(&self) -> Result<usize, DbError> {
+        let mut saves = Vec::new();
+        let mut save_ids = Vec::new();
+        let mut removes = Vec::new();
+        {
+            let rows = self.store.rows();
+            for (id, op) in &self.pending {
+                let Ok(row_id) = i64::try_from(*id) else {
+                    return Err(DbError::Invalid(format!("dialog id {id:x} does not fit the dlg_id column")));
+                };
+                match op {
+                    Op::Save(d) if d.is_ended() || !d.state().is_confirmed() => {}
+                    Op::Save(d) => {
+                        saves.push(DialogRecord::of(d));
+                        save_ids.push(*id);
+                    }
+                    Op::Remove if rows.contains(id) => removes.push(row_id),
+                    Op::Remove => {}
+                }
+            }
+        }
+        if saves.is_empty() && removes.is_empty() {
+            return Ok(0);
+        }
+        store::apply(&self.store.db, &self.store.table, &saves, &removes).await?;
+        let mut rows = self.store.rows();
+        rows.extend(save_ids);
+        for id in &removes {
+            rows.remove(&(*id as u64));
+        }
+        Ok(saves.len() + removes.len())
     }
 
     async fn write_one(&self, id: u64, op: &Op) -> Result<usize, DbError> {

@@ -140,6 +140,41 @@ pub async fn delete(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
     delete_by_key(db, table, "dlg_id", id, &format!("removing dialog {id:x} from {table}")).await
 }
 
+/// Writes a batch in one transaction: `saves` upserted, the rows of `removes` deleted.
+/// What the writer does when several changes wait (one commit instead of one per row).
+///
+/// # Errors
+/// An invalid table name, or the transaction failed (nothing of it is kept).
+pub async fn apply(db: &Db, table: &str, saves: &[DialogRecord], removes: &[i64]) -> Result<(), DbError> {
+    let t = sql_name(table)?;
+    let upsert = upsert_sql(db.pool(), t);
+    let delete = match db.pool() {
+        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE dlg_id = $1"),
+        _ => format!("DELETE FROM {t} WHERE dlg_id = ?"),
+    };
+    let what = format!("writing {} dialogs to {table} and removing {}", saves.len(), removes.len());
+    macro_rules! in_tx {
+        ($p:expr) => {{
+            let mut tx = $p.begin().await?;
+            for rec in saves {
+                bind_record!(sqlx::query(&upsert), rec).execute(&mut *tx).await?;
+            }
+            for id in removes {
+                sqlx::query(&delete).bind(*id).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }};
+    }
+    db.run(&what, async {
+        match db.pool() {
+            Pool::Sqlite(p) => in_tx!(p),
+            Pool::Postgres(p) => in_tx!(p),
+            Pool::MySql(p) => in_tx!(p),
+        }
+    })
+    .await
+}
+
 /// Makes `table` hold exactly `rows` (db_mode 3 at shutdown, `dlg_db_sync`): every row
 /// deleted, then `rows` written, in one transaction, so a reader (the other node of a
 /// pair) sees the old set or the new one, never an empty table.
