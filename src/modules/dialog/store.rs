@@ -140,32 +140,40 @@ pub async fn delete(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
     delete_by_key(db, table, "dlg_id", id, &format!("removing dialog {id:x} from {table}")).await
 }
 
-/// Writes a batch in one transaction: `saves` upserted, the rows of `removes` deleted.
-/// What the writer does when several changes wait (one commit instead of one per row).
-///
-/// # Errors
-/// An invalid table name, or the transaction failed (nothing of it is kept).
-pub async fn apply(db: &Db, table: &str, saves: &[DialogRecord], removes: &[i64]) -> Result<(), DbError> {
+/// What one transaction does to the table, in this order.
+struct Batch<'a> {
+    /// Delete every row first (`replace_all`).
+    clear: bool,
+    saves: &'a [DialogRecord],
+    removes: &'a [i64],
+}
+
+/// Runs `batch` in one transaction. Dropping an uncommitted transaction rolls it back (an
+/// error, or `Db::run`'s timeout), so the table is left as it was on any failure.
+async fn write_tx(db: &Db, table: &str, what: &str, batch: Batch<'_>) -> Result<(), DbError> {
     let t = sql_name(table)?;
     let upsert = upsert_sql(db.pool(), t);
+    let clear = format!("DELETE FROM {t}");
     let delete = match db.pool() {
         Pool::Postgres(_) => format!("DELETE FROM {t} WHERE dlg_id = $1"),
         _ => format!("DELETE FROM {t} WHERE dlg_id = ?"),
     };
-    let what = format!("writing {} dialogs to {table} and removing {}", saves.len(), removes.len());
     macro_rules! in_tx {
         ($p:expr) => {{
             let mut tx = $p.begin().await?;
-            for rec in saves {
+            if batch.clear {
+                sqlx::query(&clear).execute(&mut *tx).await?;
+            }
+            for rec in batch.saves {
                 bind_record!(sqlx::query(&upsert), rec).execute(&mut *tx).await?;
             }
-            for id in removes {
+            for id in batch.removes {
                 sqlx::query(&delete).bind(*id).execute(&mut *tx).await?;
             }
             tx.commit().await
         }};
     }
-    db.run(&what, async {
+    db.run(what, async {
         match db.pool() {
             Pool::Sqlite(p) => in_tx!(p),
             Pool::Postgres(p) => in_tx!(p),
@@ -173,6 +181,16 @@ pub async fn apply(db: &Db, table: &str, saves: &[DialogRecord], removes: &[i64]
         }
     })
     .await
+}
+
+/// Writes a batch in one transaction: `saves` upserted, the rows of `removes` deleted.
+/// What the writer does when several changes wait (one commit instead of one per row).
+///
+/// # Errors
+/// An invalid table name, or the transaction failed (nothing of it is kept).
+pub async fn apply(db: &Db, table: &str, saves: &[DialogRecord], removes: &[i64]) -> Result<(), DbError> {
+    let what = format!("writing {} dialogs to {table} and removing {}", saves.len(), removes.len());
+    write_tx(db, table, &what, Batch { clear: false, saves, removes }).await
 }
 
 /// Makes `table` hold exactly `rows` (db_mode 3 at shutdown, `dlg_db_sync`): every row
@@ -183,29 +201,8 @@ pub async fn apply(db: &Db, table: &str, saves: &[DialogRecord], removes: &[i64]
 /// An invalid table name, a value the columns cannot hold, or a query failed (the
 /// transaction is then rolled back and the table left as it was).
 pub async fn replace_all(db: &Db, table: &str, rows: &[DialogRecord]) -> Result<(), DbError> {
-    let t = sql_name(table)?;
-    let insert = upsert_sql(db.pool(), t);
-    let clear = format!("DELETE FROM {t}");
     let what = format!("rewriting {table} ({} dialogs)", rows.len());
-    // Dropping an uncommitted transaction rolls it back (an error, or Db::run's timeout).
-    macro_rules! in_tx {
-        ($p:expr) => {{
-            let mut tx = $p.begin().await?;
-            sqlx::query(&clear).execute(&mut *tx).await?;
-            for rec in rows {
-                bind_record!(sqlx::query(&insert), rec).execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        }};
-    }
-    db.run(&what, async {
-        match db.pool() {
-            Pool::Sqlite(p) => in_tx!(p),
-            Pool::Postgres(p) => in_tx!(p),
-            Pool::MySql(p) => in_tx!(p),
-        }
-    })
-    .await
+    write_tx(db, table, &what, Batch { clear: true, saves: rows, removes: &[] }).await
 }
 
 // ---------------------------------------------------------------- row decoding
