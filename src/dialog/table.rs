@@ -2,9 +2,10 @@
 
 use super::{flags, unix_now, Dialog, DialogRecord, DlgData, DlgState, Profiles};
 use crate::message::{HeaderName, Method, NameAddr, SipMsg};
+use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -89,7 +90,8 @@ pub struct Dialogs {
     by_callid: DashMap<String, Vec<u64>>,
     pub profiles: Profiles,
     pub stats: DialogStats,
-    changes: Mutex<Option<mpsc::UnboundedSender<Change>>>,
+    /// The store's end of the change stream; read on every change, so no lock.
+    changes: ArcSwapOption<mpsc::UnboundedSender<Change>>,
     actions: RwLock<Option<Weak<dyn DialogActions>>>,
 }
 
@@ -110,7 +112,7 @@ impl Dialogs {
             by_callid: DashMap::new(),
             profiles: Profiles::default(),
             stats: DialogStats::default(),
-            changes: Mutex::new(None),
+            changes: ArcSwapOption::empty(),
             actions: RwLock::new(None),
         })
     }
@@ -127,13 +129,12 @@ impl Dialogs {
     /// The stream of changes a store writes behind; one subscriber (a later call replaces it).
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Change> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.changes.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.changes.store(Some(Arc::new(tx)));
         rx
     }
 
     fn emit(&self, change: Change) {
-        let guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = guard.as_ref() {
+        if let Some(tx) = self.changes.load().as_ref() {
             let _ = tx.send(change);
         }
     }
@@ -271,10 +272,13 @@ impl Dialogs {
                 return None;
             }
         }
-        let ftag = msg.from().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
-        let ttag = msg.to().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
-        self.by_callid(msg.call_id()).into_iter().find(|d| {
-            let to_tag = d.data().to_tag.clone();
+        let (from, to) = (msg.from(), msg.to());
+        let ftag = from.as_ref().and_then(|f| f.tag()).unwrap_or("");
+        let ttag = to.as_ref().and_then(|t| t.tag()).unwrap_or("");
+        let ids = self.by_callid.get(msg.call_id())?;
+        ids.iter().filter_map(|id| self.get(*id)).find(|d| {
+            let data = d.data();
+            let to_tag = data.to_tag.as_str();
             (d.from_tag == ftag && (to_tag == ttag || to_tag.is_empty())) || (d.from_tag == ttag && to_tag == ftag)
         })
     }
@@ -425,7 +429,7 @@ impl Dialogs {
     /// Ends `dlg`: its profiles stop counting it, the store deletes its row. False when it
     /// had ended already.
     pub fn end(&self, dlg: &Arc<Dialog>, reason: &'static str) -> bool {
-        let (was, profiles) = {
+        let was = {
             let mut d = dlg.data();
             if d.state == DlgState::Deleted {
                 return false;
@@ -433,13 +437,13 @@ impl Dialogs {
             let was = d.state;
             d.state = DlgState::Deleted;
             d.end_reason = Some(reason);
-            (was, std::mem::take(&mut d.profiles))
+            // The counts drop; the memberships stay readable on the ended dialog (MI, logs).
+            // Lock order everywhere: the dialog's data, then the profile counts.
+            for (n, v) in &d.profiles {
+                self.profiles.remove(n, v);
+            }
+            was
         };
-        for (n, v) in &profiles {
-            self.profiles.remove(n, v);
-        }
-        // The memberships stay readable on the ended dialog (MI, logs).
-        dlg.data().profiles = profiles;
         self.remove(dlg);
         match was {
             DlgState::ConfirmedNoAck | DlgState::Confirmed => {

@@ -3,12 +3,12 @@
 //! stored state (RFC 3261 §12.2.1.1, §15.1.1).
 
 use super::hooks::with_data;
-use super::util::{socket_listener, uri_dest, Resolve};
+use super::util::local_dest;
 use super::Proxy;
 use crate::dialog::{Dialog, DialogActions, DlgState, Side};
 use crate::message::{Method, Uri};
 use crate::script::api::Ctx;
-use crate::transaction::{Cell, Dest, InDialog, LocalRequest};
+use crate::transaction::{Cell, InDialog, LocalRequest};
 use std::sync::Arc;
 
 /// Route values stored as `<uri>,<uri>`, split at the commas outside angle brackets.
@@ -109,31 +109,20 @@ impl DialogActions for Proxy {
         let (Some(me), Ok(rt)) = (self.me.upgrade(), tokio::runtime::Handle::try_current()) else { return };
         let did = dlg.did();
         rt.spawn(async move {
-            let tp = me.tp.clone();
-            let hop = tokio::task::spawn_blocking(move || uri_dest(tp.sockets(), &hop_uri, Resolve::System)).await;
-            let hop = match hop {
-                Ok(Ok(h)) => h,
-                Ok(Err(e)) => {
+            let (dest, via_addr) = match local_dest(&me.tp, &hop_uri, Some(&sock)).await {
+                Ok(d) => d,
+                Err(e) => {
                     tracing::warn!(%did, ?side, error = ?e, "BYE not sent: no route to the target");
                     return;
                 }
-                Err(_) => return,
-            };
-            let sockets = me.tp.sockets();
-            let listener = socket_listener(sockets, &sock)
-                .filter(|&id| sockets.listener(id).is_some_and(|l| l.proto == hop.proto))
-                .or_else(|| sockets.pick_listener(hop.proto, &hop.addr, None));
-            let Some(out) = listener.and_then(|id| sockets.listener(id)) else {
-                tracing::warn!(%did, ?side, "BYE not sent: no socket for the target");
-                return;
             };
             let req = LocalRequest {
                 method: "BYE".into(),
                 ruri,
                 from: String::new(),
                 max_forwards: 70,
-                dest: Dest { proto: hop.proto, addr: hop.addr, listener },
-                via_addr: out.advertised.clone(),
+                dest,
+                via_addr,
                 dialog: Some(dialog),
             };
             let timeout = me.tm.timers.fr;

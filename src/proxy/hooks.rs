@@ -115,17 +115,21 @@ impl Proxy {
 
 impl TmHooks for Proxy {
     fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg) -> ReplyVerdict {
-        if let Some(dlg) = with_data(cell, |d| d.dlg.clone()).flatten() {
-            let sock = cell
-                .branch_dest(branch)
-                .and_then(|d| d.listener)
-                .and_then(|l| self.tp.listener(l))
+        // One look at the cell: its dialog, and its armed reply route.
+        let (dlg, armed) =
+            with_data(cell, |d| (d.dlg.clone(), d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, self.core())))))
+                .unwrap_or((None, None));
+        if let Some(dlg) = dlg {
+            // The socket the callee is reached on matters only once the 2xx confirms.
+            let sock = reply
+                .status()
+                .is_some_and(|c| (200..300).contains(&c))
+                .then(|| cell.branch_dest(branch).and_then(|d| d.listener).and_then(|l| self.tp.listener(l)))
+                .flatten()
                 .map(|l| format!("{}:{}", l.proto.as_str(), l.addr));
             self.dialogs.on_reply(&dlg, reply, sock);
         }
-        let Some((name, mut ctx)) =
-            with_data(cell, |d| d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, self.core())))).flatten()
-        else {
+        let Some((name, mut ctx)) = armed else {
             return ReplyVerdict::default();
         };
         ctx.tsx = Some(cell.clone());

@@ -8,14 +8,14 @@
 //! counts as a 408: a stopped backend is then found within interval × threshold, plus the
 //! interval, rather than after OpenSIPS's `fr_timeout` per probe.
 
-use super::util::{socket_listener, uri_dest, Resolve};
+use super::util::local_dest;
 use super::Proxy;
 use crate::message::SipMsg;
 use crate::modules::dispatcher::{self, Dispatcher, StateChange};
 use crate::modules::load_balancer::{self, LoadBalancer, StatusChange};
 use crate::script::api::{Ctx, RouteKind};
 use crate::script::Outcome;
-use crate::transaction::{Dest, LocalRequest};
+use crate::transaction::LocalRequest;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -141,33 +141,20 @@ pub fn start<P: Probed>(
 
 /// The probe `ping`: where to send it and from which socket.
 async fn local_request(proxy: &Proxy, ping: &Ping) -> Option<LocalRequest> {
-    let tp = proxy.tp.clone();
-    let uri = ping.uri.clone();
-    // A host name is looked up with the system resolver, which blocks: off the workers.
-    let hop = tokio::task::spawn_blocking(move || uri_dest(tp.sockets(), &uri, Resolve::System)).await.ok();
-    let hop = match hop {
-        Some(Ok(h)) => h,
-        Some(Err(e)) => {
+    let (dest, via_addr) = match local_dest(&proxy.tp, &ping.uri, ping.socket.as_deref()).await {
+        Ok(d) => d,
+        Err(e) => {
             tracing::debug!(uri = %ping.uri, error = ?e, "destination not probed");
             return None;
         }
-        None => return None,
     };
-    let sockets = proxy.tp.sockets();
-    let listener = ping
-        .socket
-        .as_deref()
-        .and_then(|s| socket_listener(sockets, s))
-        .filter(|&id| sockets.listener(id).is_some_and(|l| l.proto == hop.proto))
-        .or_else(|| sockets.pick_listener(hop.proto, &hop.addr, None))?;
-    let out = sockets.listener(listener)?;
     Some(LocalRequest {
         method: ping.method.clone(),
         ruri: ping.uri.clone(),
         from: ping.from.clone(),
         max_forwards: ping.max_forwards,
-        dest: Dest { proto: hop.proto, addr: hop.addr, listener: Some(listener) },
-        via_addr: out.advertised.clone(),
+        dest,
+        via_addr,
         dialog: None,
     })
 }

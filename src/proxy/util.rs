@@ -201,3 +201,29 @@ pub fn stateless_reply(
     let opts = ReplyOpts { to_tag: Some(&tag), top_via: top_via.as_deref(), extra_headers, ..Default::default() };
     Bytes::from(build_reply(req, code, reason, &opts))
 }
+
+/// Where a request the proxy originates (a probe, a dialog's BYE) goes: `uri` resolved off
+/// the async workers (the system resolver blocks), sent from `socket` (`proto:ip:port`)
+/// when it is ours and fits the transport, else from the first listener that fits. The
+/// destination and our advertised `host:port` for its Via.
+///
+/// # Errors
+/// The URI names no reachable SIP destination, or no socket of ours can send to it.
+pub(super) async fn local_dest(
+    tp: &std::sync::Arc<crate::transport::Transport>,
+    uri: &str,
+    socket: Option<&str>,
+) -> Result<(Dest, String), DestError> {
+    let (t, u) = (tp.clone(), uri.to_string());
+    let hop = tokio::task::spawn_blocking(move || uri_dest(t.sockets(), &u, Resolve::System))
+        .await
+        .map_err(|_| DestError::NoSocket)??;
+    let sockets = tp.sockets();
+    let listener = socket
+        .and_then(|s| socket_listener(sockets, s))
+        .filter(|&id| sockets.listener(id).is_some_and(|l| l.proto == hop.proto))
+        .or_else(|| sockets.pick_listener(hop.proto, &hop.addr, None))
+        .ok_or(DestError::NoSocket)?;
+    let out = sockets.listener(listener).ok_or(DestError::NoSocket)?;
+    Ok((Dest { proto: hop.proto, addr: hop.addr, listener: Some(listener) }, out.advertised.clone()))
+}
