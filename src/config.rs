@@ -28,6 +28,8 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     pub dialog: DialogConfig,
     pub load_balancer: LoadBalancerConfig,
+    pub usrloc: UsrlocConfig,
+    pub registrar: RegistrarConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -380,6 +382,102 @@ impl Default for LoadBalancerConfig {
     }
 }
 
+/// `[usrloc]`: OpenSIPS usrloc modparams (spec §8.1, docs/registrar.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsrlocConfig {
+    /// `single-instance-no-db`, `single-instance-sql-write-through`,
+    /// `single-instance-sql-write-back` or `sql-only`.
+    pub working_mode_preset: String,
+    /// The deprecated numeric form (0–3); used when `working_mode_preset` is not set.
+    pub db_mode: Option<u8>,
+    /// Seconds between two write-back flushes (and expiry sweeps of the table).
+    pub timer_interval: u64,
+    /// AoRs are `user@domain` (else `user`).
+    #[serde(deserialize_with = "bool_or_int")]
+    pub use_domain: bool,
+    /// Contacts ordered by last update instead of q.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub desc_time_order: bool,
+    /// 0: a binding is its Contact URI; 1: Contact URI and Call-ID.
+    pub matching_mode: u8,
+    /// Seconds in which a REGISTER with an old CSeq counts as a retransmission.
+    pub cseq_delay: u64,
+    /// The branch flag that marks a contact as behind NAT (saved with it, set on lookup).
+    pub nat_bflag: Option<String>,
+    /// siprox: milliseconds between two reads of the shared table's changes in `sql-only`
+    /// (other nodes' registrations show up within this time).
+    pub sync_interval_ms: u64,
+}
+
+impl Default for UsrlocConfig {
+    fn default() -> Self {
+        UsrlocConfig {
+            working_mode_preset: String::new(),
+            db_mode: None,
+            timer_interval: 60,
+            use_domain: false,
+            desc_time_order: false,
+            matching_mode: 0,
+            cseq_delay: 20,
+            nat_bflag: None,
+            sync_interval_ms: 500,
+        }
+    }
+}
+
+/// `[registrar]`: OpenSIPS registrar modparams (spec §8.2–8.3, docs/registrar.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// Expiry when neither the Contact nor the request says one (seconds).
+    pub default_expires: u32,
+    /// Non-zero expiries below this are raised to it.
+    pub min_expires: u32,
+    /// Expiries above this are lowered to it (0: no limit).
+    pub max_expires: u32,
+    /// q of a contact without one, in thousandths as OpenSIPS writes it (1000 = q 1.0;
+    /// -1: unspecified, sorted after every explicit q).
+    pub default_q: i32,
+    /// Contacts per AoR (0: no limit).
+    pub max_contacts: u32,
+    /// Retry-After of the 503 sent when `max_contacts` is exceeded (0: none).
+    pub retry_after: u32,
+    /// The AVP `fix_nated_register()` leaves the NAT address in.
+    pub received_avp: String,
+    /// The Contact parameter the 200 OK shows a stored received address in.
+    pub received_param: String,
+    /// AoRs keep their case.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub case_sensitive: bool,
+    /// Stripped from the domain of AoRs (`realm_prefix`).
+    pub realm_prefix: String,
+    /// Header naming the socket to save instead of the receiving one (`sock_hdr_name`).
+    pub sock_hdr_name: Option<String>,
+    /// REGISTERs with the same Call-ID and CSeq are accepted as refreshes.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub allow_dup_cseq: bool,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 0,
+            default_q: -1,
+            max_contacts: 0,
+            retry_after: 0,
+            received_avp: "rcv".into(),
+            received_param: "received".into(),
+            case_sensitive: false,
+            realm_prefix: String::new(),
+            sock_hdr_name: None,
+            allow_dup_cseq: false,
+        }
+    }
+}
+
 /// Names written as a TOML array or as OpenSIPS's `;`/`,`-separated string.
 fn name_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -456,6 +554,8 @@ impl Config {
             return Err(ConfigError::Invalid("[core] listen is empty".into()));
         }
         self.mi.addr()?;
+        crate::modules::usrloc::WorkingMode::from_config(&self.usrloc)
+            .map_err(|e| ConfigError::Invalid(format!("[usrloc] {e}")))?;
         if self.dispatcher.ds_probing_mode > 1 {
             return Err(ConfigError::Invalid("[dispatcher] ds_probing_mode must be 0 or 1".into()));
         }

@@ -12,9 +12,11 @@ pub mod dialog;
 pub mod dispatcher;
 pub mod load_balancer;
 pub mod maxfwd;
+pub mod registrar;
 pub mod rr;
 pub mod sl;
 pub mod tm;
+pub mod usrloc;
 
 use crate::config::{Config, MaxfwdConfig, RrConfig};
 use rhai::Engine;
@@ -33,6 +35,10 @@ pub struct Modules {
     /// Load-balancing destinations, empty until loaded (`LoadBalancer::replace`,
     /// `lb_reload`); their load is counted in `dialogs`' profiles.
     pub load_balancer: Arc<load_balancer::LoadBalancer>,
+    /// Registered contacts (`save`/`lookup`), kept as `[usrloc] working_mode_preset` says.
+    pub usrloc: Arc<usrloc::Usrloc>,
+    /// `save`/`lookup` over `usrloc`.
+    pub registrar: Arc<registrar::Registrar>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
 }
@@ -40,10 +46,13 @@ pub struct Modules {
 impl Modules {
     pub fn new(cfg: &Config) -> Modules {
         let dialogs = dialog::table(&cfg.dialog);
+        let usrloc = Arc::new(usrloc::Usrloc::new(&cfg.usrloc));
         Modules {
             dispatcher: Arc::new(dispatcher::Dispatcher::new(&cfg.dispatcher)),
             load_balancer: Arc::new(load_balancer::LoadBalancer::new(&cfg.load_balancer, dialogs.clone())),
             dialogs,
+            usrloc: usrloc.clone(),
+            registrar: Arc::new(registrar::Registrar::new(&cfg.registrar, usrloc)),
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
         }
@@ -60,6 +69,7 @@ impl Modules {
             tm::script::register(engine);
             dispatcher::script::register(engine, &m.dispatcher);
             load_balancer::script::register(engine, &m.load_balancer, &m.dialogs);
+            registrar::script::register(engine, &m.registrar);
         })
     }
 }

@@ -38,6 +38,8 @@ struct Target {
     ruri: String,
     du: Option<String>,
     bflags: u64,
+    path: Option<String>,
+    socket: Option<String>,
 }
 
 /// Everything that shapes the bytes of one outgoing request.
@@ -51,6 +53,8 @@ pub(super) struct Shape<'a> {
     pub branch_param: &'a str,
     pub rr: Option<&'a RrRequest>,
     pub top_via: Option<&'a str>,
+    /// The contact's Path (`lookup`), written as Route headers (RFC 3327 §5.3).
+    pub path: Option<&'a str>,
 }
 
 /// What building a request for downstream needs around it, whoever sends it (the proxy, or
@@ -137,6 +141,11 @@ pub(super) fn render(s: &Shape<'_>, rr_cfg: &RrConfig) -> Bytes {
             },
         }
     }
+    if let Some(path) = s.path {
+        // RFC 3327 §5.3: the Path becomes the Route set, ahead of any Route already there.
+        let at = msg.first(&crate::message::HeaderName::Route).map_or(msg.headers_end(), |h| h.line.start as usize);
+        e.insert(at, format!("Route: {path}\r\n"));
+    }
     if s.out.proto.is_stream() && msg.content_length().is_none() {
         e.insert(msg.headers_end(), format!("Content-Length: {}\r\n", msg.body().len()));
     }
@@ -145,8 +154,8 @@ pub(super) fn render(s: &Shape<'_>, rr_cfg: &RrConfig) -> Bytes {
 
 /// The socket a request to `hop` leaves on: a forced one when it fits, else the one it
 /// came in on when it fits, else the first that does.
-fn out_listener<'a>(sockets: &'a Sockets, ctx: &Ctx, hop: &Hop) -> Option<&'a Listener> {
-    if let Some(id) = ctx.send_socket.as_deref().and_then(|s| socket_listener(sockets, s)) {
+fn out_listener<'a>(sockets: &'a Sockets, ctx: &Ctx, forced: Option<&str>, hop: &Hop) -> Option<&'a Listener> {
+    if let Some(id) = forced.or(ctx.send_socket.as_deref()).and_then(|s| socket_listener(sockets, s)) {
         if sockets.listener(id).is_some_and(|l| l.proto == hop.proto) {
             return sockets.listener(id);
         }
@@ -199,12 +208,25 @@ pub(super) fn relay_branches_with(
     mut next_param: impl FnMut() -> (u32, String),
     mut send: impl FnMut(Outgoing) -> Result<(), DestError>,
 ) -> Result<usize, DestError> {
-    let mut targets = vec![Target { ruri: ctx.ruri().to_string(), du: ctx.du.clone(), bflags: ctx.bflags }];
-    targets.extend(ctx.branches.drain(..).map(|b| Target { ruri: b.uri, du: b.du, bflags: b.bflags }));
+    let mut targets = vec![Target {
+        ruri: ctx.ruri().to_string(),
+        du: ctx.du.clone(),
+        bflags: ctx.bflags,
+        path: ctx.path.clone(),
+        socket: None,
+    }];
+    targets.extend(ctx.branches.drain(..).map(|b| Target {
+        ruri: b.uri,
+        du: b.du,
+        bflags: b.bflags,
+        path: b.path,
+        socket: b.socket,
+    }));
     let inbound = env.sockets.listener(ctx.listener);
     let mut sent = 0;
     let mut last_err = DestError::NoSocket;
     for (idx, t) in targets.into_iter().enumerate() {
+        let (path, socket) = (t.path.clone(), t.socket.clone());
         let Some((ruri, du, branch_edits)) = run_branch_route(env, ctx, idx, t) else { continue };
         let next_hop = du.clone().or_else(|| outbound.map(outbound_uri));
         let hop = match uri_dest(env.sockets, next_hop.as_deref().unwrap_or(&ruri), env.resolve) {
@@ -215,7 +237,7 @@ pub(super) fn relay_branches_with(
                 continue;
             }
         };
-        let Some(out) = out_listener(env.sockets, ctx, &hop).cloned() else {
+        let Some(out) = out_listener(env.sockets, ctx, socket.as_deref(), &hop).cloned() else {
             last_err = DestError::NoSocket;
             continue;
         };
@@ -231,6 +253,7 @@ pub(super) fn relay_branches_with(
                 branch_param: &param,
                 rr: ctx.rr.as_ref(),
                 top_via,
+                path: path.as_deref(),
             },
             env.rr,
         );
@@ -259,7 +282,7 @@ pub(super) fn stateless_request(
     let ruri = ctx.ruri().to_string();
     let next_hop = dest.map(outbound_uri).or_else(|| ctx.du.clone()).or_else(|| outbound.map(outbound_uri));
     let hop = uri_dest(env.sockets, next_hop.as_deref().unwrap_or(&ruri), env.resolve)?;
-    let out = out_listener(env.sockets, ctx, &hop).cloned().ok_or(DestError::NoSocket)?;
+    let out = out_listener(env.sockets, ctx, None, &hop).cloned().ok_or(DestError::NoSocket)?;
     let param = format!("z9hG4bKsl{}", stateless_tag(&ctx.msg).trim_start_matches("sl"));
     let stamped = stamp_top_via(&ctx.msg, ctx.src, ctx.force_rport);
     let bytes = render(
@@ -273,6 +296,7 @@ pub(super) fn stateless_request(
             branch_param: &param,
             rr: ctx.rr.as_ref(),
             top_via: stamped.as_deref(),
+            path: ctx.path.as_deref(),
         },
         env.rr,
     );

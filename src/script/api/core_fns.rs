@@ -16,14 +16,33 @@ fn flag_bit(v: &Dynamic) -> FnResult<u32> {
         }
         return Err(script_error(format!("flag {i} out of range 0..63")));
     }
+    flag_bit_of(&as_text(v)).ok_or_else(|| script_error("more than 64 named flags"))
+}
+
+fn flag_names() -> std::sync::MutexGuard<'static, HashMap<String, u32>> {
     static NAMES: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
-    let mut map = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    let name = as_text(v);
-    let next = map.len() as u32;
-    if next >= 64 && !map.contains_key(&name) {
-        return Err(script_error("more than 64 named flags"));
+    NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The bit of flag `name` (a number, or a name given the next free bit on first use, as
+/// scripts and modparams like `nat_bflag` share one name space); `None` past 64 names or
+/// for a number out of 0..63.
+pub fn flag_bit_of(name: &str) -> Option<u32> {
+    let name = name.trim();
+    if let Ok(i) = name.parse::<i64>() {
+        return (0..64).contains(&i).then_some(i as u32);
     }
-    Ok(*map.entry(name).or_insert(next))
+    let mut map = flag_names();
+    let next = map.len() as u32;
+    if next >= 64 && !map.contains_key(name) {
+        return None;
+    }
+    Some(*map.entry(name.to_string()).or_insert(next))
+}
+
+/// The name that holds bit `bit`, if one does (the `cflags` column stores names).
+pub fn flag_name_of(bit: u32) -> Option<String> {
+    flag_names().iter().find(|(_, b)| **b == bit).map(|(n, _)| n.clone())
 }
 
 /// Expands `$name` / `$name(arg)` pseudo-variables inside an xlog format string.
@@ -265,7 +284,14 @@ pub fn register(engine: &mut Engine) {
     // The destination set (spec §1.5).
     engine.register_fn("append_branch", || -> FnResult<i64> {
         with_ctx_code(|ctx| {
-            let b = BranchSpec { uri: ctx.ruri().to_string(), du: ctx.du.clone(), q: None, bflags: ctx.bflags };
+            let b = BranchSpec {
+                uri: ctx.ruri().to_string(),
+                du: ctx.du.clone(),
+                q: None,
+                bflags: ctx.bflags,
+                path: ctx.path.clone(),
+                socket: ctx.send_socket.clone(),
+            };
             ctx.branches.push(b);
             1
         })
@@ -273,7 +299,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("append_branch", |uri: &str| -> FnResult<i64> {
         let uri = uri.to_string();
         with_ctx_code(move |ctx| {
-            ctx.branches.push(BranchSpec { uri, du: None, q: None, bflags: 0 });
+            ctx.branches.push(BranchSpec { uri, ..BranchSpec::default() });
             1
         })
     });
@@ -281,7 +307,7 @@ pub fn register(engine: &mut Engine) {
         let uri = uri.to_string();
         let q = as_text(&q);
         with_ctx_code(move |ctx| {
-            ctx.branches.push(BranchSpec { uri, du: None, q: Some(q), bflags: 0 });
+            ctx.branches.push(BranchSpec { uri, q: Some(q), ..BranchSpec::default() });
             1
         })
     });

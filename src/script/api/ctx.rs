@@ -40,6 +40,10 @@ pub struct BranchSpec {
     pub du: Option<String>,
     pub q: Option<String>,
     pub bflags: u64,
+    /// The Path this contact registered with (`lookup`): sent as Route headers.
+    pub path: Option<String>,
+    /// The socket the contact registered through (`lookup`), `proto:ip:port`.
+    pub socket: Option<String>,
 }
 
 /// What `record_route*` asked for; the header is written per branch at send time because
@@ -105,6 +109,9 @@ pub struct Ctx {
     /// The Request-URI after rewrites (`None`: as received).
     pub new_ruri: Option<String>,
     pub du: Option<String>,
+    /// The Path of the R-URI's contact (`lookup`, RFC 3327 §5.3): written as Route headers
+    /// above the request's own when it is relayed; `$du` holds its first URI.
+    pub path: Option<String>,
     pub flags: u64,
     pub bflags: u64,
     pub branches: Vec<BranchSpec>,
@@ -166,6 +173,7 @@ impl Ctx {
             edits: Edits::new(),
             new_ruri: None,
             du: None,
+            path: None,
             flags: 0,
             bflags: 0,
             branches: Vec::new(),

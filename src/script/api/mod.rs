@@ -10,6 +10,7 @@ pub mod core_fns;
 mod ctx;
 pub mod pv;
 
+pub use core_fns::{flag_bit_of, flag_name_of};
 pub use ctx::{Avps, BranchSpec, CoreOps, Ctx, LastError, RouteKind, RrRequest};
 
 use rhai::{Dynamic, EvalAltResult, Position};
