@@ -12,11 +12,12 @@ pub mod dialog;
 pub mod dispatcher;
 pub mod load_balancer;
 pub mod maxfwd;
+pub mod nathelper;
 pub mod rr;
 pub mod sl;
 pub mod tm;
 
-use crate::config::{Config, MaxfwdConfig, RrConfig};
+use crate::config::{Config, MaxfwdConfig, NathelperConfig, RrConfig};
 use rhai::Engine;
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub struct Modules {
     pub load_balancer: Arc<load_balancer::LoadBalancer>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
+    nathelper: NathelperConfig,
 }
 
 impl Modules {
@@ -46,6 +48,7 @@ impl Modules {
             dialogs,
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
+            nathelper: cfg.nathelper.clone(),
         }
     }
 
@@ -60,6 +63,7 @@ impl Modules {
             tm::script::register(engine);
             dispatcher::script::register(engine, &m.dispatcher);
             load_balancer::script::register(engine, &m.load_balancer, &m.dialogs);
+            nathelper::script::register(engine, &m.nathelper);
         })
     }
 }
