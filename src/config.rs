@@ -593,7 +593,10 @@ mod tests {
     #[test]
     fn nathelper_defaults_and_forms() {
         let d = Config::default().nathelper;
-        assert_eq!((d.received_avp.as_str(), d.oldip_skip, d.nortpproxy_str.as_str()), ("rcv", false, "a=nortpproxy:yes"));
+        assert_eq!(
+            (d.received_avp.as_str(), d.oldip_skip, d.nortpproxy_str.as_str()),
+            ("rcv", false, "a=nortpproxy:yes")
+        );
         assert_eq!((d.natping_interval, d.ping_nated_only, d.natping_tcp), (0, true, false));
         assert_eq!((d.max_pings_lost, d.ping_threshold, d.sipping_method.as_str()), (3, 3, "OPTIONS"));
         assert!(d.sipping_bflag.is_none() && d.sipping_from.is_none() && d.remove_on_timeout_bflag.is_none());

@@ -1,7 +1,9 @@
 //! Rhai bindings of nathelper (spec §9). Arguments a script got wrong (an unknown test name,
 //! an address that is not one) are script errors; a message with nothing to fix answers -1.
 
-use super::{add_path, add_rcv_param, fix_contact, fix_sdp, nat_uac_test, received_uri, NatError, SdpFlags, SdpOptions, Tests};
+use super::{
+    add_path, add_rcv_param, fix_contact, fix_sdp, nat_uac_test, received_uri, NatError, SdpFlags, SdpOptions, Tests,
+};
 use crate::config::NathelperConfig;
 use crate::script::api::{as_int, as_text, script_error, with_ctx, with_ctx_code, FnResult};
 use rhai::{Dynamic, Engine};

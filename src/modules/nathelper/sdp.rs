@@ -138,11 +138,14 @@ impl<'a> Sdp<'a> {
     /// Lines of `c=` type (`kind` = `b'c'`) or `o=`, each with the section it is in
     /// (0 = session, k = k-th media section).
     fn lines_of(&self, kind: u8) -> impl Iterator<Item = (usize, &Line)> + '_ {
-        self.lines.iter().enumerate().filter(move |(_, l)| {
-            let b = &self.body[l.start - self.base..];
-            b.len() >= 2 && b[0] == kind && b[1] == b'='
-        })
-        .map(move |(i, l)| (self.media.iter().take_while(|&&m| m <= i).count(), l))
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(move |(_, l)| {
+                let b = &self.body[l.start - self.base..];
+                b.len() >= 2 && b[0] == kind && b[1] == b'='
+            })
+            .map(move |(i, l)| (self.media.iter().take_while(|&&m| m <= i).count(), l))
     }
 
     /// Where the attributes of section `s` end: the start of the next `m=` line, or the
@@ -269,8 +272,7 @@ pub fn fix_sdp(
     if flags.has(SdpFlags::ADD_DIR_ACTIVE) && !body_text.contains("a=direction:active") {
         inserts.push((session_end, "a=direction:active".into()));
     }
-    if flags.has(SdpFlags::ADD_NO_RTPPROXY) && !opts.nortpproxy.is_empty() && !body_text.contains(&opts.nortpproxy)
-    {
+    if flags.has(SdpFlags::ADD_NO_RTPPROXY) && !opts.nortpproxy.is_empty() && !body_text.contains(&opts.nortpproxy) {
         inserts.push((session_end, opts.nortpproxy.clone()));
     }
     for (at, line) in inserts {

@@ -114,11 +114,8 @@ fn each_test_on_a_natted_invite() {
 
 #[test]
 fn each_test_on_a_public_ua() {
-    let m = msg(&invite(
-        "203.0.113.7:40123",
-        "<sip:alice@203.0.113.7:40123>",
-        &SDP.replace("192.168.1.20", "203.0.113.7"),
-    ));
+    let m =
+        msg(&invite("203.0.113.7:40123", "<sip:alice@203.0.113.7:40123>", &SDP.replace("192.168.1.20", "203.0.113.7")));
     let src = addr(NAT_SRC);
     for bit in [1, 2, 4, 8, 16, 32, 64, 127, 255] {
         assert!(!nat_uac_test(&m, src, t(bit)), "bit {bit} should not match");
@@ -209,7 +206,10 @@ fn fix_contact_on_a_reply_and_refusals() {
     let mut e = Edits::new();
     fix_contact(&reply, &mut e, addr("198.51.100.4:61000"), "").expect("fixed");
     let out = render(&reply, &e);
-    assert!(out.contains("m: <sip:bob@198.51.100.4:61000;transport=tcp>, <sip:bob@10.1.1.2>\r\n"), "only the first: {out}");
+    assert!(
+        out.contains("m: <sip:bob@198.51.100.4:61000;transport=tcp>, <sip:bob@10.1.1.2>\r\n"),
+        "only the first: {out}"
+    );
 
     let star = msg("REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContact: *\r\nExpires: 0\r\n\r\n");
     assert_eq!(fix_contact(&star, &mut Edits::new(), addr(NAT_SRC), ""), Err(NatError::NoContact));
@@ -249,11 +249,19 @@ fn rcv_param_as_uri_param() {
     assert_eq!(add_rcv_param(&m, &mut e, addr(NAT_SRC), "tcp", true), Ok(2));
     let out = render(&m, &e);
     assert!(
-        out.contains("Contact: <sip:a@192.168.1.20:5060;ob;received=sip:203.0.113.7:40123%3Btransport%3Dtcp>;expires=60\r\n"),
+        out.contains(
+            "Contact: <sip:a@192.168.1.20:5060;ob;received=sip:203.0.113.7:40123%3Btransport%3Dtcp>;expires=60\r\n"
+        ),
         "{out}"
     );
-    assert!(out.contains("Contact: <sip:a@192.168.1.20;received=sip:203.0.113.7:40123%3Btransport%3Dtcp>\r\n"), "{out}");
-    assert_eq!(add_rcv_param(&register_msg(""), &mut Edits::new(), addr(NAT_SRC), "udp", false), Err(NatError::NoContact));
+    assert!(
+        out.contains("Contact: <sip:a@192.168.1.20;received=sip:203.0.113.7:40123%3Btransport%3Dtcp>\r\n"),
+        "{out}"
+    );
+    assert_eq!(
+        add_rcv_param(&register_msg(""), &mut Edits::new(), addr(NAT_SRC), "udp", false),
+        Err(NatError::NoContact)
+    );
 }
 
 #[test]
@@ -274,7 +282,10 @@ fn path_lines() {
     let mut e3 = Edits::new();
     add_path(&m2, &mut e3, local, addr(NAT_SRC), "udp", None, false).expect("added");
     assert!(render(&m2, &e3).contains("Path: <sip:10.0.0.1:5060;lr>\r\nPath: <sip:edge2"));
-    assert_eq!(add_path(&nat_invite(), &mut Edits::new(), local, addr(NAT_SRC), "udp", None, false), Err(NatError::NotRegister));
+    assert_eq!(
+        add_path(&nat_invite(), &mut Edits::new(), local, addr(NAT_SRC), "udp", None, false),
+        Err(NatError::NotRegister)
+    );
 }
 
 // ------------------------------------------------------------------ fix_nated_sdp
@@ -303,7 +314,8 @@ fn sdp_media_ip_rewritten_with_old_ip_kept() {
 fn sdp_origin_media_level_and_oldip_skip() {
     let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.9\r\nm=video 4002 RTP/AVP 96\r\nc=IN IP4 10.0.0.9\r\na=sendrecv\r\n";
     let m = msg(&invite("10.0.0.9", "<sip:a@10.0.0.9>", sdp));
-    let (r, out) = fix(&m, SdpFlags::REWRITE_MEDIA_IP | SdpFlags::REWRITE_ORIGIN_IP, "198.51.100.1", &SdpOptions::default());
+    let (r, out) =
+        fix(&m, SdpFlags::REWRITE_MEDIA_IP | SdpFlags::REWRITE_ORIGIN_IP, "198.51.100.1", &SdpOptions::default());
     assert_eq!(r, Ok(6));
     let body = out.split_once("\r\n\r\n").expect("body").1;
     assert_eq!(
@@ -325,7 +337,8 @@ fn sdp_null_ips_kept_unless_asked() {
     let (r, out) = fix(&m, SdpFlags::REWRITE_MEDIA_IP, "203.0.113.7", &SdpOptions::default());
     assert_eq!(r, Ok(0), "hold (RFC 3264 §8.4) stays");
     assert!(out.contains("c=IN IP4 0.0.0.0\r\n"));
-    let (r, out) = fix(&m, SdpFlags::REWRITE_MEDIA_IP | SdpFlags::REWRITE_NULL_IPS, "203.0.113.7", &SdpOptions::default());
+    let (r, out) =
+        fix(&m, SdpFlags::REWRITE_MEDIA_IP | SdpFlags::REWRITE_NULL_IPS, "203.0.113.7", &SdpOptions::default());
     assert_eq!(r, Ok(2));
     assert!(out.contains("c=IN IP4 203.0.113.7\r\n") && out.contains("a=oldcip:0.0.0.0\r\n"));
     assert_length_right(&out);
@@ -354,10 +367,14 @@ fn sdp_with_lf_lines_no_final_break_and_no_content_length() {
     // A UDP message may omit Content-Length (RFC 3261 §18.3): one is added.
     let raw = "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n\r\nv=0\no=- 1 1 IN IP4 10.0.0.9\ns=-\nc=IN IP4 10.0.0.9\nt=0 0";
     let m = msg(raw);
-    let (r, out) = fix(&m, SdpFlags::REWRITE_MEDIA_IP | SdpFlags::ADD_NO_RTPPROXY, "203.0.113.7", &SdpOptions::default());
+    let (r, out) =
+        fix(&m, SdpFlags::REWRITE_MEDIA_IP | SdpFlags::ADD_NO_RTPPROXY, "203.0.113.7", &SdpOptions::default());
     assert_eq!(r, Ok(3));
     let body = out.split_once("\r\n\r\n").expect("body").1;
-    assert_eq!(body, "v=0\no=- 1 1 IN IP4 10.0.0.9\ns=-\nc=IN IP4 203.0.113.7\nt=0 0\na=oldcip:10.0.0.9\na=nortpproxy:yes");
+    assert_eq!(
+        body,
+        "v=0\no=- 1 1 IN IP4 10.0.0.9\ns=-\nc=IN IP4 203.0.113.7\nt=0 0\na=oldcip:10.0.0.9\na=nortpproxy:yes"
+    );
     assert_length_right(&out);
 }
 
