@@ -158,6 +158,10 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     crate::proxy::probe::start(proxy.clone(), ds, Duration::from_secs(cfg.tm.fr_timeout));
     tokio::spawn(load_lb(lb.clone(), lb_loader));
     crate::proxy::probe::start(proxy.clone(), lb, Duration::from_secs(cfg.tm.fr_timeout));
+    let nat_stats = Arc::new(crate::proxy::natping::NatPingStats::default());
+    nat_stats.install(&mi.statistics);
+    let nat_params = crate::proxy::natping::NatPingParams::from_config(&cfg.nathelper, &cfg.usrloc);
+    crate::proxy::natping::start(proxy.clone(), modules.usrloc.clone(), nat_params, nat_stats);
     let (dialog_writer, dialog_tasks) = start_dialogs(cfg, &mi, &db, &modules);
     Ok(Running {
         transport,

@@ -30,6 +30,7 @@ pub struct Config {
     pub load_balancer: LoadBalancerConfig,
     pub usrloc: UsrlocConfig,
     pub registrar: RegistrarConfig,
+    pub nathelper: NathelperConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -478,6 +479,77 @@ impl Default for RegistrarConfig {
     }
 }
 
+/// `[nathelper]`: OpenSIPS nathelper modparams (spec §9, docs/nathelper.md). The script
+/// functions read the first three; the keep-alive pinger reads the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NathelperConfig {
+    /// AVP `fix_nated_register` stores the received URI in (`"rcv"` or `"$avp(rcv)"`); the
+    /// registrar reads the one its own `received_avp` names.
+    pub received_avp: String,
+    /// `fix_nated_sdp` keeps no `a=oldcip:` / `a=oldoip:` lines.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub oldip_skip: bool,
+    /// The line `fix_nated_sdp("add-no-rtpproxy")` adds.
+    pub nortpproxy_str: String,
+    /// Seconds between two keep-alive rounds; 0 = no pings.
+    pub natping_interval: u64,
+    /// Ping only contacts saved with the NAT branch flag.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub ping_nated_only: bool,
+    /// Contacts with this branch flag (name or number) get a SIP request as keep-alive;
+    /// the others a 4-byte UDP packet.
+    #[serde(deserialize_with = "opt_name")]
+    pub sipping_bflag: Option<String>,
+    /// Method of the SIP keep-alives.
+    pub sipping_method: String,
+    /// From URI of the SIP keep-alives (required for them).
+    pub sipping_from: Option<String>,
+    /// Also ping contacts reached over TCP.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub natping_tcp: bool,
+    /// Unanswered SIP keep-alives before a contact counts as dead.
+    pub max_pings_lost: u32,
+    /// Dead contacts with this branch flag (name or number) are removed.
+    #[serde(deserialize_with = "opt_name")]
+    pub remove_on_timeout_bflag: Option<String>,
+    /// Seconds a SIP keep-alive waits for its reply before it counts as lost.
+    pub ping_threshold: u32,
+}
+
+impl Default for NathelperConfig {
+    fn default() -> Self {
+        NathelperConfig {
+            received_avp: "rcv".into(),
+            oldip_skip: false,
+            nortpproxy_str: "a=nortpproxy:yes".into(),
+            natping_interval: 0,
+            ping_nated_only: true,
+            sipping_bflag: None,
+            sipping_method: "OPTIONS".into(),
+            sipping_from: None,
+            natping_tcp: false,
+            max_pings_lost: 3,
+            remove_on_timeout_bflag: None,
+            ping_threshold: 3,
+        }
+    }
+}
+
+/// A flag written as a name (`"SIP_PING"`) or as OpenSIPS's number (`7`).
+fn opt_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Name(String),
+        Int(i64),
+    }
+    Ok(Some(match Form::deserialize(d)? {
+        Form::Name(n) => n,
+        Form::Int(i) => i.to_string(),
+    }))
+}
+
 /// Names written as a TOML array or as OpenSIPS's `;`/`,`-separated string.
 fn name_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -616,6 +688,26 @@ mod tests {
         let cfg: Config = toml::from_str(&readme[start..end]).unwrap_or_else(|e| panic!("README example: {e}"));
         cfg.validate().unwrap();
         assert_eq!(cfg.dispatcher.dst_avp, "$avp(ds_dst_failover)");
+    }
+
+    #[test]
+    fn nathelper_defaults_and_forms() {
+        let d = Config::default().nathelper;
+        assert_eq!(
+            (d.received_avp.as_str(), d.oldip_skip, d.nortpproxy_str.as_str()),
+            ("rcv", false, "a=nortpproxy:yes")
+        );
+        assert_eq!((d.natping_interval, d.ping_nated_only, d.natping_tcp), (0, true, false));
+        assert_eq!((d.max_pings_lost, d.ping_threshold, d.sipping_method.as_str()), (3, 3, "OPTIONS"));
+        assert!(d.sipping_bflag.is_none() && d.sipping_from.is_none() && d.remove_on_timeout_bflag.is_none());
+        let cfg: Config = toml::from_str(
+            "[nathelper]\nsipping_bflag = 7\nremove_on_timeout_bflag = \"DEAD\"\noldip_skip = 1\nping_nated_only = false\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.nathelper.sipping_bflag.as_deref(), Some("7"));
+        assert_eq!(cfg.nathelper.remove_on_timeout_bflag.as_deref(), Some("DEAD"));
+        assert!(cfg.nathelper.oldip_skip && !cfg.nathelper.ping_nated_only);
+        assert!(toml::from_str::<Config>("[nathelper]\nnatping_partitions = 2\n").is_err());
     }
 
     #[test]

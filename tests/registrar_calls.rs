@@ -197,3 +197,106 @@ fn a_contact_registered_through_an_edge_proxy_is_called_through_it() {
     assert!(got.contains(&format!("\r\nRoute: <sip:{edge_addr};lr>\r\n")), "the Path is the route set: {got}");
     proxy.stop();
 }
+
+/// The reply `code` to request `req` (its Via, From, To with a tag, Call-ID and CSeq).
+fn reply_to(req: &str, code: u16, reason: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => out.push_str(&format!("{line}\r\n")),
+            "to" | "t" => out.push_str(&format!("{line};tag=phone\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// Waits up to `within` for a request whose first line starts with `start` at `sock`,
+/// answering every OPTIONS keep-alive on the way with 200 (`answer_pings`); returns it.
+fn wait_request(sock: &UdpSocket, start: &str, within: Duration, answer_pings: bool) -> Option<String> {
+    let end = std::time::Instant::now() + within;
+    sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let mut buf = [0u8; 8192];
+    while std::time::Instant::now() < end {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with(start) {
+            return Some(text);
+        }
+        if answer_pings && text.starts_with("OPTIONS ") {
+            sock.send_to(reply_to(&text, 200, "OK").as_bytes(), from).expect("answer ping");
+        }
+    }
+    None
+}
+
+const NAT_TOML: &str = r#"
+[usrloc]
+nat_bflag = "NAT"
+
+[nathelper]
+natping_interval = 1
+sipping_bflag = "SIPPING"
+sipping_from = "sip:pinger@127.0.0.1"
+max_pings_lost = 2
+ping_threshold = 1
+"#;
+
+#[test]
+fn a_phone_behind_nat_is_called_at_its_source_address_and_kept_alive_until_it_goes_silent() {
+    let script = REGISTRAR_SCRIPT.replace(
+        "    if is_method(\"REGISTER\") {\n",
+        "    if is_method(\"REGISTER\") {\n        if nat_uac_test(\"private-contact\") {\n            fix_nated_register();\n            setbflag(\"NAT\");\n            setbflag(\"SIPPING\");\n        }\n",
+    );
+    let proxy = Proxy::start_with("reg-nat", &script, NAT_TOML);
+    // The phone: another loopback address and its own port, a private address in its Contact.
+    let phone = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    let at = phone.local_addr().expect("bound");
+    let ok = register(&phone, proxy.addr(), "frank", &["<sip:frank@192.168.1.50:5060>"], 600, 1, "");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert!(ok.contains(&format!(";received=\"sip:{at}\"")), "the NAT address is stored: {ok}");
+
+    // Kept alive: OPTIONS pings reach the NAT address, addressed to the registered contact.
+    for _ in 0..2 {
+        let ping = wait_request(&phone, "OPTIONS sip:frank@192.168.1.50:5060 ", Duration::from_secs(4), false)
+            .unwrap_or_else(|| panic!("no keep-alive ping within 4 s\n{}", proxy.log_text()));
+        phone.send_to(reply_to(&ping, 200, "OK").as_bytes(), proxy.addr()).expect("answer");
+    }
+
+    // Called: the INVITE for frank goes to 127.0.0.2:port, the R-URI stays the contact.
+    let caller = udp_socket();
+    let c = caller.local_addr().expect("bound");
+    let invite = format!(
+        "INVITE sip:frank@{p} SIP/2.0\r\nVia: SIP/2.0/UDP {c};branch=z9hG4bK-nat-1\r\nFrom: <sip:x@{c}>;tag=n1\r\n\
+         To: <sip:frank@{p}>\r\nCall-ID: nat-1\r\nCSeq: 1 INVITE\r\nContact: <sip:x@{c}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        p = proxy.addr()
+    );
+    caller.send_to(invite.as_bytes(), proxy.addr()).expect("send");
+    let got = wait_request(&phone, "INVITE sip:frank@192.168.1.50:5060 ", Duration::from_secs(4), true)
+        .unwrap_or_else(|| panic!("the INVITE did not reach the phone's NAT address\n{}", proxy.log_text()));
+    phone.send_to(reply_to(&got, 486, "Busy Here").as_bytes(), proxy.addr()).expect("answer");
+    let busy = recv_final(&caller);
+    assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
+
+    // Silent: after two lost pings the contact is removed and frank is unknown.
+    let gone = (0..40).any(|i| {
+        std::thread::sleep(Duration::from_millis(250));
+        let probe = format!(
+            "OPTIONS sip:frank@{p} SIP/2.0\r\nVia: SIP/2.0/UDP {c};branch=z9hG4bK-nat-probe-{i}\r\nFrom: <sip:x@{c}>;tag=q{i}\r\n\
+             To: <sip:frank@{p}>\r\nCall-ID: nat-probe-{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            p = proxy.addr()
+        );
+        caller.send_to(probe.as_bytes(), proxy.addr()).expect("send");
+        // While registered the OPTIONS is relayed to the silent phone (408 after fr_timeout);
+        // once removed, lookup answers 404 at once.
+        caller.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+        let mut buf = [0u8; 4096];
+        matches!(caller.recv_from(&mut buf), Ok((n, _)) if String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 404"))
+    });
+    assert!(gone, "the silent phone was not removed\n{}", proxy.log_text());
+    let stats = ctl_json(&proxy, &["get_statistics", "nathelper:"]);
+    assert!(stats["nathelper:contacts_removed"].as_u64() == Some(1), "{stats}");
+    proxy.stop();
+}

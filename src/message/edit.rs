@@ -4,6 +4,9 @@
 
 use super::{SipMsg, Span};
 
+/// The header line [`Edits::sync_content_length`] adds when a message has none.
+const CL_INSERT: &str = "Content-Length: ";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edit {
     pub start: u32,
@@ -52,6 +55,35 @@ impl Edits {
     /// Removes every edit whose text satisfies `pred` (used to drop a pending insert).
     pub fn retain(&mut self, mut keep: impl FnMut(&Edit) -> bool) {
         self.ops.retain(|e| keep(e));
+    }
+
+    /// Makes Content-Length agree with the body these edits produce (RFC 3261 §20.14: it
+    /// counts the body's octets, and on a stream it is what frames the message, §18.3).
+    ///
+    /// Body edits stay small lumps (one address, one inserted line), so several functions
+    /// can edit one body; each of them calls this afterwards, and the one Content-Length
+    /// edit it keeps is replaced by the new total every time. A message without the header
+    /// gets one after its last header. Edits that overlap in the body are counted as if all
+    /// were applied, so body editors must not overlap (rendering skips the later one).
+    pub fn sync_content_length(&mut self, msg: &SipMsg) {
+        let body = msg.body_span();
+        let cl = msg.first(&super::HeaderName::ContentLength).map(|h| h.value);
+        let at_end = msg.headers_end() as u32;
+        self.ops.retain(|e| match cl {
+            Some(v) => !(e.start == v.start && e.end == v.end),
+            None => !(e.is_insert() && e.start == at_end && e.text.starts_with(CL_INSERT)),
+        });
+        let mut len = body.len() as i64;
+        for e in &self.ops {
+            if e.start >= body.start && e.end <= body.end {
+                len += e.text.len() as i64 - i64::from(e.end - e.start);
+            }
+        }
+        let len = len.max(0);
+        match cl {
+            Some(v) => self.replace(v, len.to_string()),
+            None => self.insert(at_end as usize, format!("{CL_INSERT}{len}\r\n")),
+        }
     }
 
     /// Prints `msg` with the edits of every layer applied, in layer order for edits at the

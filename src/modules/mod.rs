@@ -13,12 +13,13 @@ pub mod dispatcher;
 pub mod load_balancer;
 pub mod maxfwd;
 pub mod registrar;
+pub mod nathelper;
 pub mod rr;
 pub mod sl;
 pub mod tm;
 pub mod usrloc;
 
-use crate::config::{Config, MaxfwdConfig, RrConfig};
+use crate::config::{Config, MaxfwdConfig, NathelperConfig, RrConfig};
 use rhai::Engine;
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub struct Modules {
     pub registrar: Arc<registrar::Registrar>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
+    nathelper: NathelperConfig,
 }
 
 impl Modules {
@@ -55,6 +57,7 @@ impl Modules {
             registrar: Arc::new(registrar::Registrar::new(&cfg.registrar, usrloc)),
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
+            nathelper: cfg.nathelper.clone(),
         }
     }
 
@@ -70,6 +73,7 @@ impl Modules {
             dispatcher::script::register(engine, &m.dispatcher);
             load_balancer::script::register(engine, &m.load_balancer, &m.dialogs);
             registrar::script::register(engine, &m.registrar);
+            nathelper::script::register(engine, &m.nathelper);
         })
     }
 }

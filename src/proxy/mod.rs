@@ -15,6 +15,7 @@ mod core_ops;
 mod dialog;
 pub mod dry_run;
 mod hooks;
+pub mod natping;
 pub mod probe;
 mod relay;
 mod util;

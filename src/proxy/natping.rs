@@ -68,7 +68,7 @@ impl NatPingParams {
             tcp: nh.natping_tcp,
             max_lost: nh.max_pings_lost,
             remove_bit: bit_of(nh.remove_on_timeout_bflag.as_deref()),
-            threshold: Duration::from_secs(nh.ping_threshold.max(1)),
+            threshold: Duration::from_secs(u64::from(nh.ping_threshold.max(1))),
         })
     }
 
@@ -91,6 +91,18 @@ pub struct NatPingStats {
     pub sent: AtomicU64,
     pub lost: AtomicU64,
     pub removed: AtomicU64,
+}
+
+impl NatPingStats {
+    /// Registers `nathelper:pings_sent`, `pings_lost` and `contacts_removed`.
+    pub fn install(self: &Arc<Self>, stats: &crate::mi::stats::Statistics) {
+        let counters: [(&str, fn(&NatPingStats) -> &AtomicU64); 3] =
+            [("pings_sent", |s| &s.sent), ("pings_lost", |s| &s.lost), ("contacts_removed", |s| &s.removed)];
+        for (name, field) in counters {
+            let (r, w) = (self.clone(), self.clone());
+            stats.counter("nathelper", name, move || field(&r).load(Ordering::Relaxed), move || field(&w).store(0, Ordering::Relaxed));
+        }
+    }
 }
 
 /// Where the pings of `c` go: its NAT address when it has one, else its own URI.

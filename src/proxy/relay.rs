@@ -146,7 +146,13 @@ pub(super) fn render(s: &Shape<'_>, rr_cfg: &RrConfig) -> Bytes {
         let at = msg.first(&crate::message::HeaderName::Route).map_or(msg.headers_end(), |h| h.line.start as usize);
         e.insert(at, format!("Route: {path}\r\n"));
     }
-    if s.out.proto.is_stream() && msg.content_length().is_none() {
+    // A body edit (fix_nated_sdp) already added one with the edited length.
+    let cl_added = [s.base, s.branch].iter().any(|l| {
+        l.ops()
+            .iter()
+            .any(|e| e.start == e.end && e.start as usize == msg.headers_end() && e.text.starts_with("Content-Length:"))
+    });
+    if s.out.proto.is_stream() && msg.content_length().is_none() && !cl_added {
         e.insert(msg.headers_end(), format!("Content-Length: {}\r\n", msg.body().len()));
     }
     Bytes::from(Edits::render(msg, &[&via, s.base, s.branch, &e]))
