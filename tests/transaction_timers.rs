@@ -62,7 +62,7 @@ impl Recorder {
 }
 
 impl TmHooks for Recorder {
-    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg) -> ReplyVerdict {
+    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg, _src: std::net::SocketAddr) -> ReplyVerdict {
         self.replies.lock().unwrap().push((cell.id, branch, reply.status().unwrap_or(0)));
         ReplyVerdict::default()
     }

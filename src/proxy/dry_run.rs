@@ -525,7 +525,7 @@ impl DryRun {
         let mut edits = Edits::new();
         let mut dropped = false;
         if let Some((name, mut ctx)) =
-            cell.with_data(|d| d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, core.clone())))).flatten()
+            cell.with_data(|d| d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, branch.addr, core.clone())))).flatten()
         {
             ctx.tsx = Some(cell.clone());
             let hook = format!("onreply_route_{name}");

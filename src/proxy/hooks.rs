@@ -60,8 +60,10 @@ impl TxData {
     /// The context of `onreply_route_<x>` for a reply on a branch: the reply as the message,
     /// the request's source and socket, the transaction's flags, no AVPs (spec §4.7,
     /// OpenSIPS `onreply_avp_mode=0`).
-    pub(super) fn reply_ctx(&self, reply: &SipMsg, core: Arc<dyn CoreOps>) -> Ctx {
-        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), self.src, self.proto, self.local, core);
+    /// `src` is the reply's sender (OpenSIPS's `$si` in a reply route), so
+    /// `fix_nated_contact()` there writes the callee's NAT address.
+    pub(super) fn reply_ctx(&self, reply: &SipMsg, src: SocketAddr, core: Arc<dyn CoreOps>) -> Ctx {
+        let mut ctx = Ctx::new(RouteKind::OnReply, reply.clone(), src, self.proto, self.local, core);
         ctx.listener = self.listener;
         ctx.flags = self.flags;
         ctx.reply_code = reply.status().unwrap_or(0);
@@ -114,10 +116,10 @@ impl Proxy {
 }
 
 impl TmHooks for Proxy {
-    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg) -> ReplyVerdict {
+    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg, src: SocketAddr) -> ReplyVerdict {
         // One look at the cell: its dialog, and its armed reply route.
         let (dlg, armed) =
-            with_data(cell, |d| (d.dlg.clone(), d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, self.core())))))
+            with_data(cell, |d| (d.dlg.clone(), d.on_reply.clone().map(|n| (n, d.reply_ctx(reply, src, self.core())))))
                 .unwrap_or((None, None));
         if let Some(dlg) = dlg {
             // The socket the callee is reached on matters only once the 2xx confirms.

@@ -220,7 +220,7 @@ impl Tm {
             // §17.1.1.3: the client transaction itself ACKs a negative final.
             self.send_ack(&cell, idx, &reply);
         }
-        let verdict = hooks.on_reply(&cell, idx, &reply);
+        let verdict = hooks.on_reply(&cell, idx, &reply, src);
         if code < 200 {
             // 100 is hop-by-hop and never relayed (§16.7 step 5).
             if code > 100 && !verdict.drop {

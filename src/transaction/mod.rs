@@ -109,7 +109,8 @@ pub struct Winner {
 /// Called without any cell lock held; may call back into [`Tm`].
 pub trait TmHooks: Send + Sync + 'static {
     /// Every reply matched to a branch (onreply routes).
-    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg) -> ReplyVerdict;
+    /// `src` is where the reply came from (`$si`/`$sp` of the reply route).
+    fn on_reply(&self, cell: &Arc<Cell>, branch: usize, reply: &SipMsg, src: std::net::SocketAddr) -> ReplyVerdict;
     /// Every branch of the current generation ended negative (failure_route). New
     /// branches added or a reply sent from here stop the winner from being relayed.
     fn on_failure(&self, cell: &Arc<Cell>, winner: &Winner);
