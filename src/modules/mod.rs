@@ -8,6 +8,7 @@
 //! on each engine the script host builds (start-up and every reload), all bound to that
 //! same state.
 
+pub mod auth;
 pub mod dialog;
 pub mod dispatcher;
 pub mod load_balancer;
@@ -33,6 +34,9 @@ pub struct Modules {
     /// Load-balancing destinations, empty until loaded (`LoadBalancer::replace`,
     /// `lb_reload`); their load is counted in `dialogs`' profiles.
     pub load_balancer: Arc<load_balancer::LoadBalancer>,
+    /// Subscribers and nonces of auth / auth_db, the subscribers empty until loaded
+    /// (`Auth::replace`, `auth_reload`).
+    pub auth: Arc<auth::Auth>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
 }
@@ -44,6 +48,7 @@ impl Modules {
             dispatcher: Arc::new(dispatcher::Dispatcher::new(&cfg.dispatcher)),
             load_balancer: Arc::new(load_balancer::LoadBalancer::new(&cfg.load_balancer, dialogs.clone())),
             dialogs,
+            auth: Arc::new(auth::Auth::new(&cfg.auth)),
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
         }
@@ -60,6 +65,7 @@ impl Modules {
             tm::script::register(engine);
             dispatcher::script::register(engine, &m.dispatcher);
             load_balancer::script::register(engine, &m.load_balancer, &m.dialogs);
+            auth::script::register(engine, &m.auth);
         })
     }
 }

@@ -10,7 +10,7 @@ pub mod core_fns;
 mod ctx;
 pub mod pv;
 
-pub use ctx::{Avps, BranchSpec, CoreOps, Ctx, LastError, RouteKind, RrRequest};
+pub use ctx::{AuthState, AuthorizedCreds, Avps, BranchSpec, CoreOps, Ctx, LastError, RouteKind, RrRequest};
 
 use rhai::{Dynamic, EvalAltResult, Position};
 use std::cell::RefCell;
