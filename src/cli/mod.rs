@@ -4,6 +4,7 @@ pub mod ctl;
 mod dispatcher;
 mod lb;
 pub mod script_test;
+mod subscriber;
 mod table;
 
 use crate::app;

@@ -74,7 +74,7 @@ fn codes() {
     assert_eq!(a.authorize(&other_realm, 100).unwrap_err().code(), -4);
     let proxy = Request { proxy: true, realm: REALM, ..other_realm };
     assert_eq!(a.authorize(&proxy, 100).unwrap_err().code(), -4, "no Proxy-Authorization");
-    let unknown_table = Request { table: "nope", ..proxy };
+    let unknown_table = Request { table: "nope", proxy: false, ..proxy };
     assert_eq!(a.authorize(&unknown_table, 100).unwrap_err().code(), -5);
 }
 
