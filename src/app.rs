@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::db::{self, Db, DbError};
 use crate::mi::{self, Mi};
-use crate::modules::{dialog, dispatcher, load_balancer, Modules};
+use crate::modules::{auth, dialog, dispatcher, load_balancer, Modules};
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
@@ -73,10 +73,15 @@ pub struct Running {
     /// The dialog lifetime sweep, and (db_mode 1–3) the load of the table at start;
     /// stopped with the proxy.
     dialog_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The subscribers' load at start and their periodic reload; stopped with the proxy.
+    auth_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some(task) = self.auth_task.take() {
+            task.abort();
+        }
         if let Some(task) = self.db_migration.take() {
             task.abort();
         }
@@ -149,6 +154,8 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     let lb_loader = load_balancer_loader(cfg, db.clone());
     load_balancer::mi::install(&mi, lb.clone(), lb_loader.clone());
     announce_lb_changes(&lb, &proxy);
+    let auth_loader = auth_loader(&modules.auth, db.clone());
+    auth::mi::install(&mi, modules.auth.clone(), auth_loader.clone());
     transport.start(bound, proxy.clone());
     for l in transport.listeners() {
         tracing::info!(proto = l.proto.as_str(), addr = %l.addr, advertised = %l.advertised, "listening");
@@ -162,6 +169,7 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     nat_stats.install(&mi.statistics);
     let nat_params = crate::proxy::natping::NatPingParams::from_config(&cfg.nathelper, &cfg.usrloc);
     crate::proxy::natping::start(proxy.clone(), modules.usrloc.clone(), nat_params, nat_stats);
+    let auth_task = Some(tokio::spawn(load_auth(modules.auth.clone(), auth_loader)));
     let (dialog_writer, dialog_tasks) = start_dialogs(cfg, &mi, &db, &modules);
     Ok(Running {
         transport,
@@ -174,6 +182,7 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
         modules,
         dialog_writer,
         dialog_tasks,
+        auth_task,
     })
 }
 
@@ -311,6 +320,53 @@ async fn load_lb(lb: Arc<load_balancer::LoadBalancer>, loader: load_balancer::Lb
 fn load_balancer_loader(cfg: &Config, db: Arc<Db>) -> load_balancer::LbLoader {
     table_loader(db, cfg.load_balancer.table_name.clone(), |db, table| async move {
         load_balancer::store::load(&db, &table).await
+    })
+}
+
+/// The subscribers: loaded at start (retried with backoff like the dispatcher's; meanwhile
+/// `www_authorize` finds no user and answers -1), then read again every `[auth]
+/// reload_interval` seconds so rows another node added are seen here. A failed reload keeps
+/// the subscribers in use.
+async fn load_auth(auth: Arc<auth::Auth>, loader: auth::SubscriberLoader) {
+    load_with_backoff(
+        "subscribers",
+        || auth.reload(&loader),
+        |n| tracing::info!(subscribers = n, tables = ?auth.tables(), "subscribers loaded"),
+    )
+    .await;
+    let every = auth.reload_interval();
+    if every == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match auth.reload(&loader).await {
+            Ok(n) => tracing::debug!(subscribers = n, "subscribers reloaded"),
+            Err(e) => tracing::warn!(error = %e, "subscribers not reloaded; the loaded ones stay in use"),
+        }
+    }
+}
+
+/// What `auth_reload` (and the loads at start and every `reload_interval`) read the
+/// subscriber tables with: every table of `[auth] tables`, once the database is migrated.
+fn auth_loader(auth: &auth::Auth, db: Arc<Db>) -> auth::SubscriberLoader {
+    let tables = auth.tables().to_vec();
+    Arc::new(move || {
+        let (db, tables) = (db.clone(), tables.clone());
+        Box::pin(async move {
+            if tokio::time::timeout(db.timeout(), db.wait_ready()).await.is_err() {
+                return Err(format!("the database is not ready ({})", db.url()));
+            }
+            let mut out = Vec::with_capacity(tables.len());
+            for table in tables {
+                let rows = auth::store::load(&db, &table).await.map_err(|e| e.to_string())?;
+                out.push((table, rows));
+            }
+            Ok(out)
+        })
     })
 }
 

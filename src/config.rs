@@ -31,6 +31,7 @@ pub struct Config {
     pub usrloc: UsrlocConfig,
     pub registrar: RegistrarConfig,
     pub nathelper: NathelperConfig,
+    pub auth: AuthConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -423,6 +424,45 @@ impl Default for UsrlocConfig {
             cseq_delay: 20,
             nat_bflag: None,
             sync_interval_ms: 500,
+        }
+    }
+}
+
+/// `[auth]`: OpenSIPS auth / auth_db modparams (spec §15, docs/auth.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Key of the nonce MAC; empty: random at every start.
+    pub secret: String,
+    /// Seconds a nonce stays valid.
+    pub nonce_expire: u64,
+    /// `true`: HA1 is computed from the plaintext `password` column; `false`: read from
+    /// `ha1` / `ha1_sha256` / `ha1_sha512t256`.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub calculate_ha1: bool,
+    /// Match the subscriber's `domain` column too.
+    #[serde(deserialize_with = "bool_or_int")]
+    pub use_domain: bool,
+    /// Columns copied into AVPs on success: `col` or `$avp(name)=col`.
+    #[serde(deserialize_with = "name_list")]
+    pub load_credentials: Vec<String>,
+    /// Subscriber tables held in memory (siprox only: scripts name one of them).
+    #[serde(deserialize_with = "name_list")]
+    pub tables: Vec<String>,
+    /// Seconds between reloads of the tables (0: at start and on `auth_reload` only).
+    pub reload_interval: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secret: String::new(),
+            nonce_expire: 30,
+            calculate_ha1: false,
+            use_domain: false,
+            load_credentials: vec!["rpid".into()],
+            tables: vec!["subscriber".into()],
+            reload_interval: 10,
         }
     }
 }

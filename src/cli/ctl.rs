@@ -7,6 +7,8 @@
 //! `siprox ctl dispatcher …` and `siprox ctl lb …` are answered here first: they change the
 //! dispatcher or load_balancer table in the database of `[db] url`, then ask for
 //! `ds_reload` or `lb_reload` (cli/dispatcher.rs, cli/lb.rs, both through cli/table.rs).
+//! `siprox ctl subscriber …` does the same for the subscriber table and `auth_reload`
+//! (cli/subscriber.rs).
 
 use crate::config::Config;
 use bytes::Bytes;
@@ -40,7 +42,8 @@ pub struct CtlArgs {
     /// The command (`siprox ctl which` lists them), or `dispatcher` followed by
     /// `add SETID URI [weight=W …]`, `rm SETID URI`, `rm id=ID`, `list [SETID]` or `reload`,
     /// or `lb` followed by `add GROUP URI RESOURCES [probe_mode=N …]`, `rm GROUP URI`,
-    /// `rm id=ID`, `list [GROUP]` or `reload`.
+    /// `rm id=ID`, `list [GROUP]` or `reload`, or `subscriber` followed by
+    /// `add USER@DOMAIN PASSWORD [--email E]`, `rm USER@DOMAIN`, `list` or `reload`.
     pub command: String,
     /// Arguments: `name=value` (named) or `value` (positional), not both kinds at once.
     #[arg(allow_hyphen_values = true)]
@@ -231,6 +234,7 @@ pub fn main(args: CtlArgs) -> ExitCode {
     match args.command.as_str() {
         "dispatcher" => return super::table::main::<super::dispatcher::Dispatcher>(&args),
         "lb" => return super::table::main::<super::lb::LoadBalancer>(&args),
+        "subscriber" => return super::subscriber::main(&args),
         _ => {}
     }
     match ask(&args) {

@@ -4,6 +4,7 @@ pub mod ctl;
 mod dispatcher;
 mod lb;
 pub mod script_test;
+mod subscriber;
 mod table;
 
 use crate::app;
@@ -49,7 +50,7 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Run a management command on a running proxy (JSON-RPC to POST /mi), or change the
-    /// dispatcher or load_balancer table (`siprox ctl dispatcher|lb add|rm|list|reload …`).
+    /// dispatcher, load_balancer or subscriber table (`siprox ctl dispatcher|lb|subscriber add|rm|list|reload …`).
     Ctl(ctl::CtlArgs),
     /// Apply the database migrations of [db] url (as `siprox run` does) and print them.
     Migrate {

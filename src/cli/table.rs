@@ -275,10 +275,11 @@ fn db_failed<T: Table>(e: &DbError) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Asks the running proxy to reload the table (`method`: `ds_reload`, `lb_reload`). A proxy
+/// Asks the running proxy to reload the table (`method`: `ds_reload`, `lb_reload`,
+/// `auth_reload`). A proxy
 /// that does not run, or does not know the command yet, is a note, not a failure: the table
 /// is read at start.
-async fn reload(args: &CtlArgs, method: &str) -> ExitCode {
+pub(super) async fn reload(args: &CtlArgs, method: &str) -> ExitCode {
     let (url, token) = match ctl::target(args) {
         Ok(t) => t,
         Err(e) => {

@@ -14,6 +14,7 @@
 //! relay path. The RFC 4475 torture corpus (testdata/torture/) is the golden test of all this.
 
 mod build;
+mod digest;
 mod edit;
 mod error;
 mod header;
@@ -24,6 +25,7 @@ mod typed;
 mod uri;
 
 pub use build::{build_ack_for_reply, build_cancel, build_reply, ReplyOpts};
+pub use digest::{CredentialsError, DigestCredentials};
 pub use edit::{Edit, Edits};
 pub use error::ParseError;
 pub use header::HeaderName;

@@ -8,6 +8,7 @@
 //! on each engine the script host builds (start-up and every reload), all bound to that
 //! same state.
 
+pub mod auth;
 pub mod dialog;
 pub mod dispatcher;
 pub mod load_balancer;
@@ -40,6 +41,9 @@ pub struct Modules {
     pub usrloc: Arc<usrloc::Usrloc>,
     /// `save`/`lookup` over `usrloc`.
     pub registrar: Arc<registrar::Registrar>,
+    /// Subscribers and nonces of auth / auth_db, the subscribers empty until loaded
+    /// (`Auth::replace`, `auth_reload`).
+    pub auth: Arc<auth::Auth>,
     maxfwd: MaxfwdConfig,
     rr: RrConfig,
     nathelper: NathelperConfig,
@@ -55,6 +59,7 @@ impl Modules {
             dialogs,
             usrloc: usrloc.clone(),
             registrar: Arc::new(registrar::Registrar::new(&cfg.registrar, usrloc)),
+            auth: Arc::new(auth::Auth::new(&cfg.auth)),
             maxfwd: cfg.maxfwd.clone(),
             rr: cfg.rr.clone(),
             nathelper: cfg.nathelper.clone(),
@@ -74,6 +79,7 @@ impl Modules {
             load_balancer::script::register(engine, &m.load_balancer, &m.dialogs);
             registrar::script::register(engine, &m.registrar);
             nathelper::script::register(engine, &m.nathelper);
+            auth::script::register(engine, &m.auth);
         })
     }
 }

@@ -4,7 +4,7 @@
 //! must reach the network or the transaction table (replies, t_relay, CANCEL matching) go
 //! through [`CoreOps`], which the proxy implements. Nothing here waits on I/O.
 
-use crate::message::{Edits, SipMsg};
+use crate::message::{Edits, SipMsg, Span};
 use rhai::Dynamic;
 use std::any::Any;
 use std::net::SocketAddr;
@@ -92,6 +92,25 @@ pub struct LastError {
     pub reason: String,
 }
 
+/// Credentials `www_authorize` / `proxy_authorize` accepted (docs/auth.md).
+#[derive(Clone, Debug)]
+pub struct AuthorizedCreds {
+    /// The digest `username` as sent (may be `user@domain`).
+    pub username: String,
+    pub realm: String,
+    /// The `Authorization` / `Proxy-Authorization` line they came in (`consume_credentials`).
+    pub line: Span,
+}
+
+/// What the auth functions learned about this request.
+#[derive(Clone, Debug, Default)]
+pub struct AuthState {
+    pub authorized: Option<AuthorizedCreds>,
+    /// The last check found a stale nonce with a right response: the next challenge says
+    /// `stale=true` (RFC 7616 §3.3).
+    pub stale: bool,
+}
+
 /// Everything a hook reads and changes.
 pub struct Ctx {
     pub kind: RouteKind,
@@ -151,6 +170,8 @@ pub struct Ctx {
     /// route runs for.
     pub dlg: Option<Arc<crate::dialog::Dialog>>,
     pub core: Arc<dyn CoreOps>,
+    /// Set by the auth module's functions (`$au`, `$ar`, `consume_credentials`, challenges).
+    pub auth: AuthState,
 }
 
 impl Ctx {
@@ -198,6 +219,7 @@ impl Ctx {
             params: Vec::new(),
             dlg: None,
             core,
+            auth: AuthState::default(),
         }
     }
 

@@ -11,7 +11,7 @@ mod ctx;
 pub mod pv;
 
 pub use core_fns::{flag_bit_of, flag_name_of};
-pub use ctx::{Avps, BranchSpec, CoreOps, Ctx, LastError, RouteKind, RrRequest};
+pub use ctx::{AuthState, AuthorizedCreds, Avps, BranchSpec, CoreOps, Ctx, LastError, RouteKind, RrRequest};
 
 use rhai::{Dynamic, EvalAltResult, Position};
 use std::cell::RefCell;

@@ -3,7 +3,7 @@
 //! `$name = expr` / `$name(arg) = expr` writes them. Unknown names fail at compile time.
 
 use super::{as_int, as_text, script_error, with_ctx, Ctx, FnResult, RouteKind};
-use crate::message::{HeaderName, NameAddr, Uri};
+use crate::message::{DigestCredentials, HeaderName, NameAddr, Uri};
 use rhai::{Dynamic, Engine, ImmutableString, LexError, ParseError, ParseErrorType, Position};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -61,6 +61,8 @@ pub const NAMES: &[&str] = &[
     "DLG_did",
     "DLG_dir",
     "dlg_val",
+    "au",
+    "ar",
 ];
 pub const WITH_ARG: &[&str] = &["var", "avp", "hdr", "param", "dlg_val"];
 /// Names that are Rhai keywords, taken as the literal symbol after `$`.
@@ -254,6 +256,7 @@ pub fn get(name: &str, arg: &str) -> FnResult<Dynamic> {
             "avp" => ctx.avps.get(arg).cloned().unwrap_or(Dynamic::UNIT),
             "hdr" => m.headers_by_text(arg).next().map(|h| s(m.text(h.value))).unwrap_or(Dynamic::UNIT),
             "param" => ctx.params.iter().find(|(k, _)| k == arg).map(|(_, v)| s(v)).unwrap_or(Dynamic::UNIT),
+            "au" | "ar" => auth_pv(ctx, name == "ar"),
             "DLG_count" => Dynamic::from(ctx.core.dialogs().map(|d| d.len() as i64).unwrap_or(0)),
             "DLG_status" | "DLG_lifetime" | "DLG_timeout" | "DLG_did" | "DLG_dir" | "dlg_val" => {
                 dialog_pv(ctx, name, arg)
@@ -300,6 +303,23 @@ pub fn set(name: &str, arg: &str, value: Dynamic) -> FnResult<()> {
         }
         Ok(())
     })?
+}
+
+/// `$au` (the user part of the digest username) and `$ar` (the realm): of the credentials
+/// the auth functions accepted, else of the first `Authorization`, else of the first
+/// `Proxy-Authorization` header; NULL without credentials.
+fn auth_pv(ctx: &Ctx, realm: bool) -> Dynamic {
+    if let Some(a) = &ctx.auth.authorized {
+        return if realm { s(&a.realm) } else { s(a.username.split_once('@').map_or(a.username.as_str(), |(u, _)| u)) };
+    }
+    let m = &ctx.msg;
+    let value = m.value(&HeaderName::Authorization).or_else(|| m.value(&HeaderName::ProxyAuthorization));
+    let Some(c) = value.and_then(|v| DigestCredentials::parse(v).ok()) else { return Dynamic::UNIT };
+    match (realm, &c.realm) {
+        (true, Some(r)) => s(r),
+        (false, Some(_)) | (false, None) if c.username.is_some() => s(c.user()),
+        _ => Dynamic::UNIT,
+    }
 }
 
 /// `$DLG_*` and `$dlg_val(x)` of the message's dialog: NULL without one (spec §10).
