@@ -412,6 +412,28 @@ pub struct UsrlocConfig {
     pub sync_interval_ms: u64,
 }
 
+/// The `working_mode_preset` values siprox runs (OpenSIPS's cluster presets are not among them).
+pub const USRLOC_PRESETS: [&str; 4] =
+    ["single-instance-no-db", "single-instance-sql-write-through", "single-instance-sql-write-back", "sql-only"];
+
+impl UsrlocConfig {
+    /// # Errors
+    /// A preset siprox does not run, or a `db_mode` above 3.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let preset = self.working_mode_preset.trim();
+        if !preset.is_empty() && !USRLOC_PRESETS.contains(&preset) {
+            return Err(ConfigError::Invalid(format!(
+                "[usrloc] working_mode_preset {preset:?} is not one of {}",
+                USRLOC_PRESETS.join(", ")
+            )));
+        }
+        if self.db_mode.is_some_and(|m| m > 3) {
+            return Err(ConfigError::Invalid("[usrloc] db_mode must be 0–3".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Default for UsrlocConfig {
     fn default() -> Self {
         UsrlocConfig {
@@ -666,8 +688,7 @@ impl Config {
             return Err(ConfigError::Invalid("[core] listen is empty".into()));
         }
         self.mi.addr()?;
-        crate::modules::usrloc::WorkingMode::from_config(&self.usrloc)
-            .map_err(|e| ConfigError::Invalid(format!("[usrloc] {e}")))?;
+        self.usrloc.validate()?;
         if self.dispatcher.ds_probing_mode > 1 {
             return Err(ConfigError::Invalid("[dispatcher] ds_probing_mode must be 0 or 1".into()));
         }
