@@ -300,3 +300,50 @@ fn a_phone_behind_nat_is_called_at_its_source_address_and_kept_alive_until_it_go
     assert!(stats["nathelper:contacts_removed"].as_u64() == Some(1), "{stats}");
     proxy.stop();
 }
+
+/// scripts/registrar.rhai as shipped, for the domain example.com.
+fn residential(label: &str, extra_toml: &str) -> Proxy {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/registrar.rhai");
+    let toml = format!("\n[usrloc]\nnat_bflag = \"NAT\"\n{extra_toml}");
+    let proxy = Proxy::start_script_file_with_core(label, &script, "alias = [\"example.com\"]", &toml);
+    ctl(&proxy, &["subscriber", "add", "alice@example.com", "alice-secret"]);
+    ctl(&proxy, &["subscriber", "add", "bob@example.com", "bob-secret"]);
+    proxy
+}
+
+#[test]
+fn residential_script_phones_log_in_register_from_behind_nat_and_call_each_other() {
+    let proxy = residential("reg-residential", "");
+    // Bob's phone: behind NAT (127.0.0.2, a private Contact), logs in and waits for a call.
+    let mut bob = Sipp::uac("bob", "uas-register-answer.xml", &proxy, Proto::Udp)
+        .calls(1)
+        .timeout_s(30)
+        .args(&["-i", "127.0.0.2", "-s", "bob", "-au", "bob", "-ap", "bob-secret"])
+        .message_log()
+        .spawn(&proxy.dir);
+    let registered = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        ctl_json(&proxy, &["ul_show_contact", "location", "bob"]).to_string().contains("192.168.1.20")
+    });
+    assert!(registered, "bob did not register\n{}", proxy.log_text());
+
+    // A wrong password is refused with a new challenge, and nothing is saved.
+    let mut mallory = Sipp::uac("mallory", "uac-register-auth-refused.xml", &proxy, Proto::Udp)
+        .calls(1)
+        .timeout_s(15)
+        .args(&["-s", "alice", "-au", "alice", "-ap", "wrong"])
+        .spawn(&proxy.dir);
+    mallory.assert_success();
+
+    // Alice calls bob: challenged, authenticated, and bob's phone rings at its NAT address.
+    let mut alice = Sipp::uac("alice", "uac-call-auth.xml", &proxy, Proto::Udp)
+        .calls(1)
+        .timeout_s(30)
+        .args(&["-s", "bob", "-au", "alice", "-ap", "alice-secret"])
+        .message_log()
+        .spawn(&proxy.dir);
+    alice.assert_success();
+    bob.assert_success();
+    assert!(!ctl_json(&proxy, &["ul_show_contact", "location", "alice"]).to_string().contains("sip:"), "alice never registered");
+    proxy.stop();
+}

@@ -28,6 +28,8 @@ use crate::dialog::Dialogs;
 use crate::message::{build_reply, Edits, HeaderName, Method, ParseError, ReplyOpts, SipMsg, Span};
 use crate::modules::dispatcher::{Dispatcher, DsRow};
 use crate::modules::load_balancer::{LbRow, LoadBalancer};
+use crate::modules::usrloc::{self, Contact, Usrloc};
+use crate::script::api::flag_bit_of;
 use crate::modules::Modules;
 use crate::script::api::capture::{capture_logs, LogLine};
 use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
@@ -96,6 +98,8 @@ pub struct Preset {
     /// `[[case.state.load_balancer]]`: the rows of the `load_balancer` table, each with the
     /// calls it carries already.
     pub load_balancer: Option<Vec<(LbRow, u32)>>,
+    /// `[[case.state.location]]`: registered contacts of the `location` table.
+    pub location: Option<Vec<Contact>>,
 }
 
 /// `[case.state.tm]`: the request belongs to a transaction the proxy already has: the
@@ -125,7 +129,7 @@ pub struct PresetTable {
 /// loader here when it lands.
 pub const PRESET_TABLES: &[PresetTable] = &[
     PresetTable { table: "tm", module: "tm", load: Some(load_tm) },
-    PresetTable { table: "location", module: "usrloc", load: None },
+    PresetTable { table: "location", module: "usrloc", load: Some(load_location) },
     PresetTable { table: "dispatcher", module: "dispatcher", load: Some(load_dispatcher) },
     PresetTable { table: "load_balancer", module: "load_balancer", load: Some(load_lb) },
     PresetTable { table: "dialog", module: "dialog", load: None },
@@ -224,6 +228,78 @@ fn load_lb(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
         })
         .collect();
     into.load_balancer = Some(rows);
+    Ok(())
+}
+
+/// One row of `[[case.state.location]]`: a binding as `save` stores it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationPresetRow {
+    /// The AoR: `user`, or `user@domain` with `[usrloc] use_domain`.
+    aor: String,
+    contact: String,
+    #[serde(default)]
+    received: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    /// Seconds left (default 3600).
+    #[serde(default = "default_preset_expires")]
+    expires: i64,
+    /// q as a number (`0.5`); none: unspecified.
+    #[serde(default)]
+    q: Option<f64>,
+    /// Branch flags saved with it, by name (`["NAT"]`).
+    #[serde(default)]
+    cflags: Vec<String>,
+    #[serde(default)]
+    socket: Option<String>,
+    /// Allow of the REGISTER (`"INVITE, ACK, BYE"`); none: every method.
+    #[serde(default)]
+    methods: Option<String>,
+    #[serde(default)]
+    user_agent: String,
+}
+
+fn default_preset_expires() -> i64 {
+    3600
+}
+
+fn load_location(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
+    let rows: Vec<LocationPresetRow> = value
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("want [[case.state.location]] rows: {}", e.message()))?;
+    let now = usrloc::now();
+    let mut contacts = Vec::with_capacity(rows.len());
+    for (i, r) in rows.into_iter().enumerate() {
+        let mut cflags = 0u64;
+        for name in &r.cflags {
+            let bit = flag_bit_of(name).ok_or_else(|| format!("location row {}: flag {name:?}: too many flags", i + 1))?;
+            cflags |= 1 << bit;
+        }
+        contacts.push(Contact {
+            id: i as i64 + 1,
+            aor: r.aor,
+            uri: r.contact,
+            received: r.received,
+            path: r.path,
+            expires: now + r.expires,
+            q: r.q.map_or(usrloc::Q_UNSPECIFIED, |q| (q * 1000.0).round() as i32),
+            callid: format!("preset-{}", i + 1),
+            cseq: 1,
+            last_modified: now - i as i64,
+            flags: 0,
+            cflags,
+            user_agent: r.user_agent,
+            socket: r.socket,
+            methods: r.methods.map(|m| m.split(',').map(|x| usrloc::method_bit(x.trim())).fold(0, |a, b| a | b)),
+            instance: None,
+            reg_id: 0,
+            attr: None,
+            pings_lost: 0,
+        });
+    }
+    into.location = Some(contacts);
     Ok(())
 }
 
@@ -357,6 +433,8 @@ pub struct DryRun {
     load_balancer: Arc<LoadBalancer>,
     /// The dialog table those functions use; emptied before each case.
     dialogs: Arc<Dialogs>,
+    /// The location table `save`/`lookup` use; each case sets its contacts.
+    usrloc: Arc<Usrloc>,
 }
 
 impl DryRun {
@@ -369,6 +447,7 @@ impl DryRun {
             dispatcher: modules.dispatcher.clone(),
             load_balancer: modules.load_balancer.clone(),
             dialogs: modules.dialogs.clone(),
+            usrloc: modules.usrloc.clone(),
             sockets: Sockets::from_config(cfg)?,
             rr: cfg.rr.clone(),
             auto_100: cfg.tm.auto_100trying,
@@ -400,6 +479,10 @@ impl DryRun {
         // presets none), and no dialog but the calls its load_balancer rows carry.
         self.dispatcher.replace(preset.dispatcher.clone().unwrap_or_default(), false);
         self.preset_load_balancer(preset.load_balancer.as_deref().unwrap_or_default())?;
+        self.usrloc.clear();
+        for c in preset.location.iter().flatten() {
+            self.usrloc.apply_remote("location", c.clone());
+        }
         let core = DryCore::new(self, preset, &msg);
         let route = self.route_step(&core, msg, &req);
         let then = match then {

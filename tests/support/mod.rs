@@ -333,10 +333,15 @@ impl Proxy {
     /// (e.g. the repository's `scripts/default.rhai`) by its absolute path;
     /// nothing is copied.
     pub fn start_script_file(label: &str, script: &Path, extra_toml: &str) -> Proxy {
+        Self::start_script_file_with_core(label, script, "", extra_toml)
+    }
+
+    /// Like `start_script_file`, with `core_toml` as more `[core]` keys (e.g. `alias`).
+    pub fn start_script_file_with_core(label: &str, script: &Path, core_toml: &str, extra_toml: &str) -> Proxy {
         assert!(script.is_absolute() && script.exists(), "script file {} must exist and be absolute", script.display());
         let dir = TempDir::new(label);
         let path = script.to_str().expect("script path is UTF-8");
-        Self::launch(dir, path, "", extra_toml)
+        Self::launch(dir, path, core_toml, extra_toml)
     }
 
     /// Writes siprox.toml (with `script` as `[core] script`, as a TOML basic
@@ -559,6 +564,13 @@ impl Sipp {
     /// Log every message sent and received (-trace_msg) to a file.
     pub fn message_log(mut self) -> Sipp {
         self.msg_log = true;
+        self
+    }
+
+    pub fn args(mut self, list: &[&str]) -> Sipp {
+        for a in list {
+            self = self.arg(a);
+        }
         self
     }
 

@@ -428,6 +428,11 @@ impl Usrloc {
         gone
     }
 
+    /// Forgets every binding without writing anything (the dry run's fresh state per case).
+    pub fn clear(&self) {
+        self.tables.clear();
+    }
+
     /// The ids of every binding of `table` in memory.
     pub fn ids(&self, table: &str) -> Vec<i64> {
         self.tables.get(table).map(|t| t.ids.iter().map(|e| *e.key()).collect()).unwrap_or_default()
