@@ -10,6 +10,11 @@
 #                              with a dialog per call, written to the SQLite `dialog` table as
 #                              it changes (db_mode $SIPROX_DLG_DB_MODE, default 1 as the seed);
 #                              backends provisioned into `load_balancer` with pstn=100000
+#   SIPROX_ROUTE=registrar     benches/registrar.rhai, the harness's kamailio-registrar.cfg:
+#                              save/lookup, usrloc in memory (working mode single-instance-no-db)
+#   SIPROX_ROUTE=registrar-auth the same with www_authorize/www_challenge (qop auth) in front of
+#                              save; every user of $RUN_DIR/users.csv provisioned into the
+#                              subscriber table with password "benchpw" (benches/register-auth.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${SIPROX_BIN:-$here/../target/release/siprox}
@@ -22,6 +27,9 @@ if [ "$route" = static ]; then
   { echo "fn backends() { [${backends%, }] }"; cat "$here/lb-static.rhai"; } > "$dir/lb.rhai"
 elif [ "$route" = seed000 ]; then
   cp "$here/../scripts/lb.rhai" "$dir/lb.rhai"
+elif [ "$route" = registrar ] || [ "$route" = registrar-auth ]; then
+  auth=false; [ "$route" = registrar-auth ] && auth=true
+  { echo "fn auth_on() { $auth }"; cat "$here/registrar.rhai"; } > "$dir/lb.rhai"
 else
   cp "$here/lb.rhai" "$dir/lb.rhai"
 fi
@@ -44,12 +52,27 @@ db_mode = ${SIPROX_DLG_DB_MODE:-1}
 
 [load_balancer]
 probing_interval = 0   # the bench's backends do not answer OPTIONS
+
+[auth]
+calculate_ha1 = true   # the bench's subscribers carry plaintext passwords, as Kamailio's do
+reload_interval = 0
+
+[registrar]
+max_expires = 7200     # as kamailio-registrar.cfg
 TOML
 if [ "$route" = seed000 ]; then
   "$bin" migrate -c "$dir/siprox.toml" > /dev/null
   for p in $ports; do
     sqlite3 "$dir/bench.db" "INSERT INTO load_balancer (group_id, dst_uri, resources) VALUES (1, 'sip:127.0.0.1:$p', 'pstn=100000')"
   done
+elif [ "$route" = registrar-auth ]; then
+  "$bin" migrate -c "$dir/siprox.toml" > /dev/null
+  # One subscriber per AoR of the injection file (user;domain), password "benchpw".
+  { echo "BEGIN;"
+    tail -n +2 "$RUN_DIR/users.csv" | awk -F';' '{printf "INSERT INTO subscriber (username, domain, password) VALUES (\x27%s\x27, \x27%s\x27, \x27benchpw\x27);\n", $1, $2}'
+    echo "COMMIT;"; } | sqlite3 "$dir/bench.db"
+elif [ "$route" = registrar ]; then
+  :
 elif [ "$route" != static ]; then
   "$bin" migrate -c "$dir/siprox.toml" > /dev/null
   for p in $ports; do
