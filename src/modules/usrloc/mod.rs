@@ -7,6 +7,10 @@
 //! registrations) come in through [`Usrloc::apply_remote`] and produce no change, so nothing
 //! echoes back.
 
+pub mod mi;
+pub mod persist;
+pub mod store;
+
 use crate::config::UsrlocConfig;
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
@@ -73,6 +77,10 @@ impl WorkingMode {
         }
     }
 }
+
+/// usrloc `flags` bit of a binding kept in memory only (`save(…, "memory-only")`): never
+/// written to the database. The same bit as `registrar::FL_MEM`.
+pub const FL_MEM: u32 = 1;
 
 /// q as OpenSIPS keeps it: thousandths, -1 when the contact gave none.
 pub const Q_UNSPECIFIED: i32 = -1;
