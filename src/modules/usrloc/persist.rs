@@ -44,6 +44,8 @@ type Key = (Arc<str>, i64);
 
 /// What is to be done to one binding's row.
 #[derive(Clone, Debug)]
+// Removals are the rare entry, and boxing every save would cost an allocation per change.
+#[allow(clippy::large_enum_variant)]
 enum Op {
     Save(Contact),
     Remove,
