@@ -1,6 +1,6 @@
 //! usrloc (spec §8.1): the location table — address-of-record → contacts — held in memory,
 //! where `lookup` reads it without waiting, and written behind to the `location` table as
-//! `working_mode_preset` says (docs/registrar.md).
+//! `working_mode_preset` says (docs/usrloc.md).
 //!
 //! Every change goes out on one stream ([`Usrloc::subscribe`]) that the writer of
 //! [`persist`] turns into SQL; changes read back from a shared table (another node's
@@ -40,7 +40,7 @@ pub enum WorkingMode {
     WriteBack,
     /// One table shared by several nodes: every change written at once, and the other
     /// nodes' changes read back every `sync_interval_ms` (siprox keeps a memory copy so
-    /// routing never waits on the database; see docs/registrar.md).
+    /// routing never waits on the database; see docs/usrloc.md).
     SqlOnly,
 }
 
