@@ -313,7 +313,20 @@ fn write_back_survives_a_restart() {
     let c = contacts_of(&proxy, "alice").expect("loaded at start");
     assert_eq!(c[0]["Callid"], "ul-alice@test");
     assert_eq!(c[0]["State"], "CS_SYNC");
+
+    // A binding not yet flushed is written at a clean stop, and the next run has it.
+    register(&proxy, "bob", 3600, 1);
+    assert_eq!(db_ids(&t.url).len(), 1, "bob is not written before the stop");
     proxy.stop();
+    assert_eq!(db_ids(&t.url).len(), 2, "written at shutdown");
+    let again = Proxy::start_with("ul_wb_again", SCRIPT, &toml);
+    let until = Instant::now() + Duration::from_secs(5);
+    while dumped_aors(&again).len() < 2 {
+        assert!(Instant::now() < until, "not loaded: {:?}", dumped_aors(&again));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(dumped_aors(&again), vec!["alice".to_string(), "bob".to_string()]);
+    again.stop();
 }
 
 /// write-through through a real proxy: the row is there without a flush; Expires: 0

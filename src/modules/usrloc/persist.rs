@@ -320,7 +320,10 @@ impl Task {
     }
 
     /// Puts the live rows into memory (except bindings with a change of this node pending,
-    /// which is newer) and notes the newest stamp; how many were put.
+    /// which is newer) and notes the newest stamp; how many were put. A change the routing
+    /// path makes between the drain before this and the put can still be overwritten by the
+    /// older row; its write is queued, so the next read (or the id comparison, for a
+    /// removal) puts memory right again.
     fn apply_rows(&mut self, table: &str, rows: Vec<store::LocationRow>) -> usize {
         let now = now();
         let key: Arc<str> = Arc::from(table);
@@ -610,6 +613,11 @@ mod tests {
 
     async fn ids(db: &Db) -> Vec<i64> {
         store::ids(db, DEFAULT_TABLE, None).await.expect("ids")
+    }
+
+    #[test]
+    fn memory_only_is_the_registrars_flag() {
+        assert_eq!(FL_MEM, crate::modules::registrar::FL_MEM);
     }
 
     #[test]
