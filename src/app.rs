@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::db::{self, Db, DbError};
 use crate::mi::{self, Mi};
-use crate::modules::{auth, dialog, dispatcher, load_balancer, Modules};
+use crate::modules::{auth, dialog, dispatcher, load_balancer, usrloc, Modules};
 use crate::proxy::Proxy;
 use crate::script::{self, Limits, Reloaded, ScriptError, ScriptHost};
 use crate::transaction::{Timers, Tm};
@@ -75,6 +75,11 @@ pub struct Running {
     dialog_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The subscribers' load at start and their periodic reload; stopped with the proxy.
     auth_task: Option<tokio::task::JoinHandle<()>>,
+    /// `[usrloc]` modes with a database: keeps the location table behind memory (loads it,
+    /// writes changes, reads other nodes' in `sql-only`). [`run`] flushes it before stopping.
+    pub usrloc_writer: Option<usrloc::persist::Writer>,
+    /// The expiry sweep of the registrations; stopped with the proxy.
+    usrloc_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Running {
@@ -85,7 +90,7 @@ impl Drop for Running {
         if let Some(task) = self.db_migration.take() {
             task.abort();
         }
-        for task in self.dialog_tasks.drain(..) {
+        for task in self.dialog_tasks.drain(..).chain(self.usrloc_tasks.drain(..)) {
             task.abort();
         }
     }
@@ -171,6 +176,7 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     crate::proxy::natping::start(proxy.clone(), modules.usrloc.clone(), nat_params, nat_stats);
     let auth_task = Some(tokio::spawn(load_auth(modules.auth.clone(), auth_loader)));
     let (dialog_writer, dialog_tasks) = start_dialogs(cfg, &mi, &db, &modules);
+    let (usrloc_writer, usrloc_tasks) = start_usrloc(cfg, &mi, &db, &modules);
     Ok(Running {
         transport,
         tm,
@@ -183,7 +189,27 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
         dialog_writer,
         dialog_tasks,
         auth_task,
+        usrloc_writer,
+        usrloc_tasks,
     })
+}
+
+/// The location table's background work: the expiry sweep, and with a
+/// `[usrloc] working_mode_preset` that keeps a database the writer (which loads the table
+/// once the migrations ran, writes changes behind, and in `sql-only` reads the other nodes'
+/// changes back). The MI commands work in every mode.
+fn start_usrloc(
+    cfg: &Config,
+    mi: &Arc<Mi>,
+    db: &Arc<Db>,
+    modules: &Modules,
+) -> (Option<usrloc::persist::Writer>, Vec<tokio::task::JoinHandle<()>>) {
+    let ul = modules.usrloc.clone();
+    let tasks = vec![ul.start_sweeper()];
+    let writer = usrloc::persist::start_writer(db.clone(), ul.clone(), &cfg.usrloc);
+    let store = writer.as_ref().map_or_else(usrloc::persist::UsrlocStore::memory_only, |w| w.store());
+    usrloc::mi::install(mi, ul, store);
+    (writer, tasks)
 }
 
 /// The dialog table's background work: the lifetime sweep, and with `[dialog] db_mode`
@@ -489,6 +515,17 @@ pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
             Ok(Err(e)) => tracing::warn!(error = %e, "dialogs not written to the database at shutdown"),
             Err(_) => {
                 tracing::warn!(after = ?limit, "dialogs not written to the database at shutdown: no answer in time")
+            }
+        }
+    }
+    if let Some(writer) = &running.usrloc_writer {
+        // write-back's last period, and whatever write-through still had queued.
+        let limit = db.timeout().saturating_mul(4).max(Duration::from_secs(10));
+        match tokio::time::timeout(limit, writer.flush()).await {
+            Ok(Ok(rows)) => tracing::info!(rows, "registrations written to the database"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "registrations not written to the database at shutdown"),
+            Err(_) => {
+                tracing::warn!(after = ?limit, "registrations not written to the database at shutdown: no answer in time")
             }
         }
     }

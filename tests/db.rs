@@ -57,7 +57,7 @@ fn migrations_case(t: &TestDb) {
         let applied = db.migrate().await.unwrap_or_else(|e| panic!("{}: {e}", t.url));
         assert_eq!(
             applied.iter().map(|a| (a.version, a.description.as_str())).collect::<Vec<_>>(),
-            [(1, "version dispatcher"), (2, "dialog"), (3, "load balancer"), (5, "subscriber")]
+            [(1, "version dispatcher"), (2, "dialog"), (3, "load balancer"), (4, "location"), (5, "subscriber")]
         );
         assert!(db.is_ready());
         // Idempotent, also from a second pool (another node, or `siprox migrate` beside the proxy).
@@ -69,9 +69,10 @@ fn migrations_case(t: &TestDb) {
         assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'dispatcher'").await, 9);
         assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'dialog'").await, 12);
         assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'load_balancer'").await, 3);
+        assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'location'").await, 1013);
         assert_eq!(scalar(&db, "SELECT table_version FROM version WHERE table_name = 'subscriber'").await, 8);
-        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM version").await, 4);
-        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 4);
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM version").await, 5);
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 5);
         exec(&db, "SELECT id, username, domain, password, email_address, ha1, ha1_sha256, ha1_sha512t256, rpid FROM subscriber WHERE 1 = 0").await;
         exec(&db, "SELECT id, group_id, dst_uri, resources, probe_mode, attrs, description FROM load_balancer WHERE 1 = 0").await;
         exec(&db, "SELECT id, setid, destination, socket, state, probe_mode, weight, priority, attrs, description FROM dispatcher WHERE 1 = 0").await;

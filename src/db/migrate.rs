@@ -19,11 +19,12 @@ macro_rules! embed {
     };
 }
 
-const SQLITE: &[EmbeddedFile] =
-    embed!("sqlite": "0001_version_dispatcher.sql", "0002_dialog.sql", "0003_load_balancer.sql", "0005_subscriber.sql");
-const POSTGRES: &[EmbeddedFile] = embed!("postgres": "0001_version_dispatcher.sql", "0002_dialog.sql", "0003_load_balancer.sql", "0005_subscriber.sql");
-const MYSQL: &[EmbeddedFile] =
-    embed!("mysql": "0001_version_dispatcher.sql", "0002_dialog.sql", "0003_load_balancer.sql", "0005_subscriber.sql");
+const SQLITE: &[EmbeddedFile] = embed!("sqlite": "0001_version_dispatcher.sql", "0002_dialog.sql", "0003_load_balancer.sql",
+    "0004_location.sql", "0005_subscriber.sql");
+const POSTGRES: &[EmbeddedFile] = embed!("postgres": "0001_version_dispatcher.sql", "0002_dialog.sql", "0003_load_balancer.sql",
+    "0004_location.sql", "0005_subscriber.sql");
+const MYSQL: &[EmbeddedFile] = embed!("mysql": "0001_version_dispatcher.sql", "0002_dialog.sql", "0003_load_balancer.sql",
+    "0004_location.sql", "0005_subscriber.sql");
 
 /// The files built in for `backend`, in the order of their names.
 pub fn embedded(backend: Backend) -> &'static [EmbeddedFile] {

@@ -1,11 +1,15 @@
 //! usrloc (spec §8.1): the location table — address-of-record → contacts — held in memory,
 //! where `lookup` reads it without waiting, and written behind to the `location` table as
-//! `working_mode_preset` says (docs/registrar.md).
+//! `working_mode_preset` says (docs/usrloc.md).
 //!
 //! Every change goes out on one stream ([`Usrloc::subscribe`]) that the writer of
 //! [`persist`] turns into SQL; changes read back from a shared table (another node's
 //! registrations) come in through [`Usrloc::apply_remote`] and produce no change, so nothing
 //! echoes back.
+
+pub mod mi;
+pub mod persist;
+pub mod store;
 
 use crate::config::UsrlocConfig;
 use arc_swap::ArcSwapOption;
@@ -36,7 +40,7 @@ pub enum WorkingMode {
     WriteBack,
     /// One table shared by several nodes: every change written at once, and the other
     /// nodes' changes read back every `sync_interval_ms` (siprox keeps a memory copy so
-    /// routing never waits on the database; see docs/registrar.md).
+    /// routing never waits on the database; see docs/usrloc.md).
     SqlOnly,
 }
 
@@ -73,6 +77,10 @@ impl WorkingMode {
         }
     }
 }
+
+/// usrloc `flags` bit of a binding kept in memory only (`save(…, "memory-only")`): never
+/// written to the database. The same bit as `registrar::FL_MEM`.
+pub const FL_MEM: u32 = 1;
 
 /// q as OpenSIPS keeps it: thousandths, -1 when the contact gave none.
 pub const Q_UNSPECIFIED: i32 = -1;
@@ -162,6 +170,9 @@ pub fn method_bit(method: &str) -> u32 {
 
 /// What the writer behind the table does.
 #[derive(Clone, Debug)]
+// Every REGISTER sends a `Saved`: boxing it would add an allocation per binding change on
+// the routing path to spare a few bytes on the rarer `Removed`.
+#[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// Insert or update the row of this binding.
     Saved { table: Arc<str>, contact: Contact },
@@ -261,7 +272,7 @@ pub struct Usrloc {
 
 /// Unix time in seconds.
 pub fn now() -> i64 {
-    crate::dialog::unix_now() as i64
+    crate::dialog::unix_now()
 }
 
 impl Usrloc {
@@ -348,7 +359,7 @@ impl Usrloc {
     /// Orders bindings as `lookup` returns them.
     pub fn sort(&self, v: &mut [Contact]) {
         if self.desc_time_order {
-            v.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+            v.sort_by_key(|c| std::cmp::Reverse(c.last_modified));
         } else {
             v.sort_by(|a, b| b.q.cmp(&a.q).then(b.last_modified.cmp(&a.last_modified)));
         }
