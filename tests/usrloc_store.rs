@@ -359,7 +359,20 @@ fn write_through_proxy() {
 /// within about a second; its removal through A disappears on B too.
 #[test]
 fn two_proxies_share_postgres_in_sql_only() {
-    let Some(t) = TestDb::server(Backend::Postgres, "ul_sql_only_pair") else { return };
+    if let Some(t) = TestDb::server(Backend::Postgres, "ul_sql_only_pair_pg") {
+        pair_case(&t);
+    }
+}
+
+/// The same on MySQL/MariaDB.
+#[test]
+fn two_proxies_share_mysql_in_sql_only() {
+    if let Some(t) = TestDb::server(Backend::MySql, "ul_sql_only_pair_my") {
+        pair_case(&t);
+    }
+}
+
+fn pair_case(t: &TestDb) {
     let toml = format!(
         "\n[db]\nurl = \"{}\"\n\n[usrloc]\nworking_mode_preset = \"sql-only\"\nsync_interval_ms = 200\n",
         t.url
