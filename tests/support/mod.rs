@@ -106,7 +106,7 @@ pub enum Proto {
     Tcp,
 }
 
-/// Whether something listens on 127.0.0.1:port (TCP: in LISTEN state), read
+/// Whether something listens on 127.0.0.x:port (TCP: in LISTEN state), read
 /// from /proc/net so nothing is sent to the peer being waited for.
 pub fn is_bound(port: u16, proto: Proto) -> bool {
     let file = match proto {
@@ -116,11 +116,14 @@ pub fn is_bound(port: u16, proto: Proto) -> bool {
     let Ok(text) = fs::read_to_string(file) else {
         return false;
     };
-    let want_local = format!("0100007F:{port:04X}");
+    // 127.0.0.x (the kernel writes the address little-endian: 127.0.0.2 is 0200007F) or any.
+    let want_loopback = format!("00007F:{port:04X}");
     let want_any = format!("00000000:{port:04X}");
     text.lines().skip(1).any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 3 && (f[1] == want_local || f[1] == want_any) && (proto == Proto::Udp || f[3] == "0A")
+        f.len() > 3
+            && ((f[1].len() == 13 && f[1].ends_with(&want_loopback)) || f[1] == want_any)
+            && (proto == Proto::Udp || f[3] == "0A")
     })
 }
 

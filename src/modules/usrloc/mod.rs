@@ -283,6 +283,10 @@ impl Usrloc {
             tracing::error!(error = %e, "usrloc: memory only");
             WorkingMode::NoDb
         });
+        let tables = DashMap::new();
+        // `location` is there from the start, as every OpenSIPS script names it: `ul_dump`
+        // and `ul_show_contact` answer for it before the first REGISTER.
+        tables.insert(Arc::from("location"), Arc::default());
         Usrloc {
             mode,
             use_domain: cfg.use_domain,
@@ -290,7 +294,7 @@ impl Usrloc {
             matching_mode: cfg.matching_mode,
             cseq_delay: cfg.cseq_delay,
             nat_bflag: cfg.nat_bflag.clone(),
-            tables: DashMap::new(),
+            tables,
             changes: ArcSwapOption::empty(),
             stats: UlStats::default(),
         }
