@@ -231,6 +231,11 @@ fn mi(proxy: &Proxy, method: &str, params: Value) -> Result<Value, Value> {
 /// Sends a REGISTER of `user` (Contact `sip:USER@127.0.0.1:40000`, so a later one with
 /// Expires: 0 removes it) with `expires` through `proxy` and waits for its final answer.
 fn register(proxy: &Proxy, user: &str, expires: u32, cseq: u32) -> String {
+    register_at(proxy, user, expires, cseq, 40000)
+}
+
+/// Like [`register`], with the Contact on `contact_port`.
+fn register_at(proxy: &Proxy, user: &str, expires: u32, cseq: u32, contact_port: u16) -> String {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let port = sock.local_addr().expect("addr").port();
@@ -242,7 +247,7 @@ fn register(proxy: &Proxy, user: &str, expires: u32, cseq: u32) -> String {
          To: <sip:{user}@example.com>\r\n\
          Call-ID: ul-{user}@test\r\n\
          CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}@127.0.0.1:40000>\r\n\
+         Contact: <sip:{user}@127.0.0.1:{contact_port}>\r\n\
          Expires: {expires}\r\n\
          Content-Length: 0\r\n\r\n"
     );
@@ -401,6 +406,29 @@ fn pair_case(t: &TestDb) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(contacts_of(&a, "carol").is_none());
+
+    // A phone registered through A is called through B.
+    let phone = UdpSocket::bind("127.0.0.1:0").expect("bind the phone");
+    let phone_port = phone.local_addr().expect("addr").port();
+    register_at(&a, "dave", 3600, 1, phone_port);
+    let start = Instant::now();
+    while contacts_of(&b, "dave").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(5), "B never saw dave's binding");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let caller = UdpSocket::bind("127.0.0.1:0").expect("bind the caller");
+    let c = caller.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:dave@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {c};branch=z9hG4bK-pair-1\r\nMax-Forwards: 70\r\n\
+         From: <sip:x@example.com>;tag=p1\r\nTo: <sip:dave@example.com>\r\nCall-ID: pair-1@test\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:x@{c}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), b.addr()).expect("send the INVITE to B");
+    phone.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+    let mut buf = [0u8; 4096];
+    let (n, _) = phone.recv_from(&mut buf).expect("the INVITE reaches the phone through B");
+    let got = String::from_utf8_lossy(&buf[..n]);
+    assert!(got.starts_with(&format!("INVITE sip:dave@127.0.0.1:{phone_port} ")), "{got}");
     a.stop();
     b.stop();
 }
