@@ -12,6 +12,7 @@ mod support;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 use support::*;
+use support::testdb;
 
 /// A registrar and a home proxy: REGISTER is saved, everything else looked up and relayed.
 pub const REGISTRAR_SCRIPT: &str = r#"// registrar test route
@@ -94,6 +95,34 @@ fn a_phone_registers_refreshes_removes_queries_and_expires() {
         .spawn(&proxy.dir);
     uac.assert_success();
     proxy.stop();
+}
+
+/// The same REGISTER life with the location table kept in a shared database (`sql-only`):
+/// every step answered from memory while the rows follow.
+fn register_flow_on(t: &testdb::TestDb) {
+    let toml = format!("{FAST_EXPIRY}\n[db]\nurl = \"{}\"\n\n[usrloc]\nworking_mode_preset = \"sql-only\"\n", t.url);
+    let proxy = Proxy::start_with("reg-flow-db", REGISTRAR_SCRIPT, &toml);
+    let mut uac = Sipp::uac("reg", "uac-register-flow.xml", &proxy, Proto::Udp)
+        .calls(1)
+        .timeout_s(20)
+        .args(&["-s", "alice"])
+        .spawn(&proxy.dir);
+    uac.assert_success();
+    proxy.stop();
+}
+
+#[test]
+fn register_flow_on_postgres() {
+    if let Some(t) = testdb::TestDb::server(siprox::db::Backend::Postgres, "reg_flow_pg") {
+        register_flow_on(&t);
+    }
+}
+
+#[test]
+fn register_flow_on_mysql() {
+    if let Some(t) = testdb::TestDb::server(siprox::db::Backend::MySql, "reg_flow_my") {
+        register_flow_on(&t);
+    }
 }
 
 #[test]
