@@ -11,8 +11,8 @@ mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-use support::*;
 use support::testdb;
+use support::*;
 
 /// A registrar and a home proxy: REGISTER is saved, everything else looked up and relayed.
 pub const REGISTRAR_SCRIPT: &str = r#"// registrar test route
@@ -50,7 +50,15 @@ fn route() {
 const FAST_EXPIRY: &str = "\n[registrar]\nmin_expires = 1\n";
 
 /// Sends one REGISTER from `sock` and returns the reply's text.
-pub fn register(sock: &UdpSocket, proxy: SocketAddr, user: &str, contacts: &[&str], expires: u32, cseq: u32, extra: &str) -> String {
+pub fn register(
+    sock: &UdpSocket,
+    proxy: SocketAddr,
+    user: &str,
+    contacts: &[&str],
+    expires: u32,
+    cseq: u32,
+    extra: &str,
+) -> String {
     let local = sock.local_addr().expect("bound");
     let contact_lines: String = contacts.iter().map(|c| format!("Contact: {c}\r\n")).collect();
     let req = format!(
@@ -141,13 +149,22 @@ fn registered_users_are_called_and_unknown_ones_get_404() {
     assert!(older.starts_with("SIP/2.0 400"), "RFC 3261 §10.3 step 7: an older CSeq is out of order: {older}");
 
     let mut uas = Sipp::uas("uas", "uas-call.xml", uas_port, Proto::Udp).calls(2).timeout_s(20).spawn(&proxy.dir);
-    let mut uac =
-        Sipp::uac("uac", "uac-call.xml", &proxy, Proto::Udp).calls(2).timeout_s(20).arg("-s").arg("bob").spawn(&proxy.dir);
+    let mut uac = Sipp::uac("uac", "uac-call.xml", &proxy, Proto::Udp)
+        .calls(2)
+        .timeout_s(20)
+        .arg("-s")
+        .arg("bob")
+        .spawn(&proxy.dir);
     uac.assert_success();
     uas.assert_success();
 
-    let mut nobody =
-        Sipp::uac("nobody", "uac-reject.xml", &proxy, Proto::Udp).calls(1).timeout_s(10).arg("-s").arg("carol").message_log().spawn(&proxy.dir);
+    let mut nobody = Sipp::uac("nobody", "uac-reject.xml", &proxy, Proto::Udp)
+        .calls(1)
+        .timeout_s(10)
+        .arg("-s")
+        .arg("carol")
+        .message_log()
+        .spawn(&proxy.dir);
     nobody.assert_success();
     assert!(nobody.message_log_text().contains("SIP/2.0 404 Not Found"), "{}", nobody.message_log_text());
     proxy.stop();

@@ -29,9 +29,9 @@ use crate::message::{build_reply, Edits, HeaderName, Method, ParseError, ReplyOp
 use crate::modules::dispatcher::{Dispatcher, DsRow};
 use crate::modules::load_balancer::{LbRow, LoadBalancer};
 use crate::modules::usrloc::{self, Contact, Usrloc};
-use crate::script::api::flag_bit_of;
 use crate::modules::Modules;
 use crate::script::api::capture::{capture_logs, LogLine};
+use crate::script::api::flag_bit_of;
 use crate::script::api::{CoreOps, Ctx, LastError, RouteKind};
 use crate::script::{run_hook, Bundle, Outcome};
 use crate::transaction::{top_via_removal, Winner};
@@ -274,7 +274,8 @@ fn load_location(value: &toml::Value, into: &mut Preset) -> Result<(), String> {
     for (i, r) in rows.into_iter().enumerate() {
         let mut cflags = 0u64;
         for name in &r.cflags {
-            let bit = flag_bit_of(name).ok_or_else(|| format!("location row {}: flag {name:?}: too many flags", i + 1))?;
+            let bit =
+                flag_bit_of(name).ok_or_else(|| format!("location row {}: flag {name:?}: too many flags", i + 1))?;
             cflags |= 1 << bit;
         }
         contacts.push(Contact {

@@ -93,14 +93,22 @@ pub struct NatPingStats {
     pub removed: AtomicU64,
 }
 
+/// Which counter of [`NatPingStats`] a statistic reads.
+type Pick = fn(&NatPingStats) -> &AtomicU64;
+
 impl NatPingStats {
     /// Registers `nathelper:pings_sent`, `pings_lost` and `contacts_removed`.
     pub fn install(self: &Arc<Self>, stats: &crate::mi::stats::Statistics) {
-        let counters: [(&str, fn(&NatPingStats) -> &AtomicU64); 3] =
+        let counters: [(&str, Pick); 3] =
             [("pings_sent", |s| &s.sent), ("pings_lost", |s| &s.lost), ("contacts_removed", |s| &s.removed)];
         for (name, field) in counters {
             let (r, w) = (self.clone(), self.clone());
-            stats.counter("nathelper", name, move || field(&r).load(Ordering::Relaxed), move || field(&w).store(0, Ordering::Relaxed));
+            stats.counter(
+                "nathelper",
+                name,
+                move || field(&r).load(Ordering::Relaxed),
+                move || field(&w).store(0, Ordering::Relaxed),
+            );
         }
     }
 }
@@ -134,7 +142,8 @@ pub fn start(
                     if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(c.id) {
                         continue;
                     }
-                    let (proxy, ul, p, busy, stats) = (proxy.clone(), ul.clone(), p.clone(), busy.clone(), stats.clone());
+                    let (proxy, ul, p, busy, stats) =
+                        (proxy.clone(), ul.clone(), p.clone(), busy.clone(), stats.clone());
                     tokio::spawn(async move {
                         sip_ping(&proxy, &ul, &p, &table, &c, &stats).await;
                         busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id);

@@ -194,7 +194,10 @@ impl Registrar {
     /// The AoR of a URI's user and host: `user` or `user@host` (`use_domain`), lower-cased
     /// unless `case_sensitive`, `realm_prefix` taken off the host.
     pub fn aor(&self, user: &str, host: &str) -> String {
-        let host = host.strip_prefix(self.cfg.realm_prefix.as_str()).filter(|_| !self.cfg.realm_prefix.is_empty()).unwrap_or(host);
+        let host = host
+            .strip_prefix(self.cfg.realm_prefix.as_str())
+            .filter(|_| !self.cfg.realm_prefix.is_empty())
+            .unwrap_or(host);
         let aor = if self.ul.use_domain { format!("{user}@{host}") } else { user.to_string() };
         if self.cfg.case_sensitive {
             aor
@@ -309,7 +312,14 @@ impl Registrar {
     }
 
     /// The stored form of Contact `c` (a refresh keeps the binding's id).
-    fn binding(&self, old: Option<&Contact>, c: &ContactIn, req: &SaveRequest, flags: &SaveFlags, expires: u32) -> Contact {
+    fn binding(
+        &self,
+        old: Option<&Contact>,
+        c: &ContactIn,
+        req: &SaveRequest,
+        flags: &SaveFlags,
+        expires: u32,
+    ) -> Contact {
         let path = if flags.path == PathMode::Off || req.path.is_empty() { None } else { Some(req.path.join(",")) };
         let mut received = req.received.clone();
         let mut cflags = req.bflags;

@@ -63,7 +63,8 @@ fn read_contacts(msg: &SipMsg) -> Result<Contacts, Refusal> {
             Some(None) => return Err(bad("Invalid q value")),
             None => None,
         };
-        let instance = na.param("+sip.instance").flatten().map(|i| i.trim_matches('"').trim_matches(['<', '>']).to_string());
+        let instance =
+            na.param("+sip.instance").flatten().map(|i| i.trim_matches('"').trim_matches(['<', '>']).to_string());
         let reg_id = na.param("reg-id").flatten().and_then(|r| r.trim().parse().ok()).unwrap_or(0);
         list.push(ContactIn { uri: na.uri.to_string(), expires, q, instance, reg_id });
     }
@@ -100,7 +101,7 @@ fn save_request(reg: &Registrar, ctx: &Ctx, flags: &SaveFlags, aor: Option<&str>
     };
     let socket = flags
         .socket_header
-        .then(|| reg.cfg.sock_hdr_name.as_deref())
+        .then_some(reg.cfg.sock_hdr_name.as_deref())
         .flatten()
         .and_then(|h| msg.headers_by_text(h).next().map(|x| msg.text(x.value).trim().to_string()))
         .or_else(|| Some(format!("{}:{}", ctx.proto, ctx.local)));
@@ -295,7 +296,11 @@ fn is_registered(reg: &Registrar, table: &str, aor: Option<&Dynamic>) -> FnResul
         let aor = match &aor {
             Some(a) => Some(aor_arg(reg, a)),
             None => {
-                let h = if ctx.msg.method_text().eq_ignore_ascii_case("REGISTER") { HeaderName::To } else { HeaderName::From };
+                let h = if ctx.msg.method_text().eq_ignore_ascii_case("REGISTER") {
+                    HeaderName::To
+                } else {
+                    HeaderName::From
+                };
                 header_aor(reg, &ctx.msg, h)
             }
         };
@@ -326,7 +331,8 @@ fn is_contact_registered(reg: &Registrar, table: &str, args: &[Dynamic]) -> FnRe
 /// Whether binding `c` is reached at `host:port` (its NAT address, else its URI).
 fn reached_at(c: &Contact, ip: &str, port: Option<u16>) -> bool {
     let target = c.received.as_deref().unwrap_or(&c.uri);
-    Uri::parse(target).is_some_and(|u| u.host().eq_ignore_ascii_case(ip) && port.is_none_or(|p| u.port().unwrap_or(5060) == p))
+    Uri::parse(target)
+        .is_some_and(|u| u.host().eq_ignore_ascii_case(ip) && port.is_none_or(|p| u.port().unwrap_or(5060) == p))
 }
 
 /// `remove(domain, aor[, contact[, next_hop[, sip_instance]]])`: 1 when a binding went, -1
@@ -336,7 +342,8 @@ fn remove(reg: &Registrar, table: &str, aor: &str, args: &[Dynamic]) -> FnResult
     let args: Vec<String> = args.iter().map(as_text).collect();
     let contact = args.first().filter(|c| !c.is_empty()).map(|c| c.trim_matches(['<', '>']).to_string());
     let hop = args.get(1).filter(|h| !h.is_empty()).map(|h| {
-        let (host, port) = h.trim_start_matches("sip:").rsplit_once(':').map_or((h.as_str(), None), |(a, p)| (a, p.parse().ok()));
+        let (host, port) =
+            h.trim_start_matches("sip:").rsplit_once(':').map_or((h.as_str(), None), |(a, p)| (a, p.parse().ok()));
         (host.to_string(), port)
     });
     let instance = args.get(2).filter(|i| !i.is_empty()).map(|i| i.trim_matches(['"', '<', '>']).to_string());
@@ -365,7 +372,8 @@ fn remove_ip_port(reg: &Registrar, ip: &str, port: &Dynamic, table: &str, aor: O
             Some(a) => vec![a.clone()],
             None => reg.ul.dump(table).into_iter().map(|(a, _)| a).collect(),
         };
-        let n: usize = aors.iter().map(|a| reg.ul.update(table, a, |r| r.remove_where(|c| reached_at(c, ip, port)))).sum();
+        let n: usize =
+            aors.iter().map(|a| reg.ul.update(table, a, |r| r.remove_where(|c| reached_at(c, ip, port)))).sum();
         if n > 0 {
             1
         } else {
@@ -416,7 +424,8 @@ pub fn register(engine: &mut Engine, reg: &Arc<Registrar>) {
         remove(&r, t, aor, &[c, hop, inst])
     });
     let r = reg.clone();
-    engine.register_fn("remove_ip_port", move |ip: &str, port: Dynamic, t: &str| remove_ip_port(&r, ip, &port, t, None));
+    engine
+        .register_fn("remove_ip_port", move |ip: &str, port: Dynamic, t: &str| remove_ip_port(&r, ip, &port, t, None));
     let r = reg.clone();
     engine.register_fn("remove_ip_port", move |ip: &str, port: Dynamic, t: &str, aor: &str| {
         remove_ip_port(&r, ip, &port, t, Some(aor))

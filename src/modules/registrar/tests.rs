@@ -152,7 +152,8 @@ fn instance_matching_replaces_the_binding_of_a_moved_device() {
 #[test]
 fn contact_lines_show_expiry_q_and_received() {
     let r = registrar(0);
-    let mut req = request(Contacts::List(vec![ContactIn { q: Some(700), ..contact("sip:a@10.0.0.1") }]), Some(600), 1, 1000);
+    let mut req =
+        request(Contacts::List(vec![ContactIn { q: Some(700), ..contact("sip:a@10.0.0.1") }]), Some(600), 1, 1000);
     req.received = Some("sip:192.0.2.1:5062".into());
     let s = r.save("location", &req, &SaveFlags::default()).expect("saved");
     assert_eq!(
