@@ -106,22 +106,9 @@ pub(super) fn main(args: &CtlArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = match &args.config {
-        Some(p) => match Config::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("siprox ctl: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("siprox ctl: cannot start runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let (cfg, rt) = match table::config_and_runtime(args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     rt.block_on(run(args, &cfg, verb, &table))
 }

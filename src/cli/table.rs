@@ -175,6 +175,23 @@ pub(super) fn parse<T: Table>(args: &[String]) -> Result<(Verb<T::Row>, String),
 }
 
 /// Runs `siprox ctl … NAME …`.
+/// The config `ctl` edits tables of (`-c`, else the defaults) and a runtime to do it on;
+/// the exit code to end with when either is not to be had.
+pub(super) fn config_and_runtime(args: &CtlArgs) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let cfg = match &args.config {
+        Some(p) => Config::load(p).map_err(|e| {
+            eprintln!("siprox ctl: {e}");
+            ExitCode::from(2)
+        })?,
+        None => Config::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("siprox ctl: cannot start runtime: {e}");
+        ExitCode::from(2)
+    })?;
+    Ok((cfg, rt))
+}
+
 pub(super) fn main<T: Table>(args: &CtlArgs) -> ExitCode {
     let (verb, table) = match parse::<T>(&args.args) {
         Ok(v) => v,
@@ -183,22 +200,9 @@ pub(super) fn main<T: Table>(args: &CtlArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = match &args.config {
-        Some(p) => match Config::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("siprox ctl: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("siprox ctl: cannot start runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let (cfg, rt) = match config_and_runtime(args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     rt.block_on(run::<T>(args, &cfg, verb, &table))
 }

@@ -515,6 +515,76 @@ pub struct RowDecoders<T> {
     pub mysql: fn(&sqlx::mysql::MySqlRow) -> Result<T, sqlx::Error>,
 }
 
+/// A query being built for each backend, as [`RowBinders`] bind a row into it.
+pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+pub type MySqlQuery<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
+
+/// How a store binds one of its rows into its upsert on each backend.
+pub struct RowBinders<T> {
+    pub sqlite: for<'q> fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
+    pub postgres: for<'q> fn(PgQuery<'q>, &'q T) -> PgQuery<'q>,
+    pub mysql: for<'q> fn(MySqlQuery<'q>, &'q T) -> MySqlQuery<'q>,
+}
+
+/// What one write-behind transaction does to a table, in this order.
+pub struct Batch<'a, T> {
+    /// Delete every row first (a `replace_all`: `dlg_db_sync`, `ul_sync`).
+    pub clear: bool,
+    /// Rows upserted with the store's `upsert` statement.
+    pub saves: &'a [T],
+    /// Keys of the rows deleted.
+    pub removes: &'a [i64],
+}
+
+/// Runs `batch` on `table` in one transaction: `upsert` (the store's statement for this
+/// backend) bound by `bind` for each save, `DELETE … WHERE key = ?` for each remove.
+/// Dropping an uncommitted transaction rolls it back (an error, or [`Db::run`]'s timeout), so
+/// the table is left as it was on any failure; a reader (the other node of a pair) sees the
+/// old rows or the new ones, never half of them.
+///
+/// # Errors
+/// An invalid table or key name, a value the columns cannot hold, or a query failed.
+pub async fn write_batch<T>(
+    db: &Db,
+    table: &str,
+    key: &str,
+    upsert: &str,
+    what: &str,
+    batch: Batch<'_, T>,
+    bind: &RowBinders<T>,
+) -> Result<(), DbError> {
+    let (t, k) = (sql_name(table)?, sql_name(key)?);
+    let clear = format!("DELETE FROM {t}");
+    let delete = match db.pool() {
+        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE {k} = $1"),
+        _ => format!("DELETE FROM {t} WHERE {k} = ?"),
+    };
+    macro_rules! in_tx {
+        ($p:expr, $bind:expr) => {{
+            let mut tx = $p.begin().await?;
+            if batch.clear {
+                sqlx::query(&clear).execute(&mut *tx).await?;
+            }
+            for row in batch.saves {
+                ($bind)(sqlx::query(upsert), row).execute(&mut *tx).await?;
+            }
+            for id in batch.removes {
+                sqlx::query(&delete).bind(*id).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }};
+    }
+    db.run(what, async {
+        match db.pool() {
+            Pool::Sqlite(p) => in_tx!(p, bind.sqlite),
+            Pool::Postgres(p) => in_tx!(p, bind.postgres),
+            Pool::MySql(p) => in_tx!(p, bind.mysql),
+        }
+    })
+    .await
+}
+
 /// Every row `sql` (a `SELECT`) returns, each read by `decode`, through [`Db::run`]
 /// (`what` names the operation in errors and health).
 ///

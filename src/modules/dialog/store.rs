@@ -8,7 +8,9 @@
 //! retry. The table name comes from configuration and is spliced into the SQL, so it is
 //! checked to be a plain identifier first.
 
-use crate::db::{delete_by_key, fetch_all, mysql_int, sql_name, Db, DbError, Pool, RowDecoders};
+use crate::db::{
+    delete_by_key, fetch_all, mysql_int, sql_name, write_batch, Batch, Db, DbError, Pool, RowBinders, RowDecoders,
+};
 use crate::dialog::DialogRecord;
 use sqlx::Row;
 
@@ -140,47 +142,16 @@ pub async fn delete(db: &Db, table: &str, id: i64) -> Result<u64, DbError> {
     delete_by_key(db, table, "dlg_id", id, &format!("removing dialog {id:x} from {table}")).await
 }
 
-/// What one transaction does to the table, in this order.
-struct Batch<'a> {
-    /// Delete every row first (`replace_all`).
-    clear: bool,
-    saves: &'a [DialogRecord],
-    removes: &'a [i64],
-}
+const BIND: RowBinders<DialogRecord> = RowBinders {
+    sqlite: |q, r| bind_record!(q, r),
+    postgres: |q, r| bind_record!(q, r),
+    mysql: |q, r| bind_record!(q, r),
+};
 
-/// Runs `batch` in one transaction. Dropping an uncommitted transaction rolls it back (an
-/// error, or `Db::run`'s timeout), so the table is left as it was on any failure.
-async fn write_tx(db: &Db, table: &str, what: &str, batch: Batch<'_>) -> Result<(), DbError> {
-    let t = sql_name(table)?;
-    let upsert = upsert_sql(db.pool(), t);
-    let clear = format!("DELETE FROM {t}");
-    let delete = match db.pool() {
-        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE dlg_id = $1"),
-        _ => format!("DELETE FROM {t} WHERE dlg_id = ?"),
-    };
-    macro_rules! in_tx {
-        ($p:expr) => {{
-            let mut tx = $p.begin().await?;
-            if batch.clear {
-                sqlx::query(&clear).execute(&mut *tx).await?;
-            }
-            for rec in batch.saves {
-                bind_record!(sqlx::query(&upsert), rec).execute(&mut *tx).await?;
-            }
-            for id in batch.removes {
-                sqlx::query(&delete).bind(*id).execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        }};
-    }
-    db.run(what, async {
-        match db.pool() {
-            Pool::Sqlite(p) => in_tx!(p),
-            Pool::Postgres(p) => in_tx!(p),
-            Pool::MySql(p) => in_tx!(p),
-        }
-    })
-    .await
+/// Runs `batch` in one transaction (see [`write_batch`]).
+async fn write_tx(db: &Db, table: &str, what: &str, batch: Batch<'_, DialogRecord>) -> Result<(), DbError> {
+    let upsert = upsert_sql(db.pool(), sql_name(table)?);
+    write_batch(db, table, "dlg_id", &upsert, what, batch, &BIND).await
 }
 
 /// Writes a batch in one transaction: `saves` upserted, the rows of `removes` deleted.

@@ -18,7 +18,9 @@
 //! to be a plain identifier first. Every function runs through [`Db::run`].
 
 use super::{Contact, Q_UNSPECIFIED};
-use crate::db::{delete_by_key, fetch_all, mysql_int, sql_name, Db, DbError, Pool, RowDecoders};
+use crate::db::{
+    delete_by_key, fetch_all, mysql_int, sql_name, write_batch, Batch, Db, DbError, Pool, RowBinders, RowDecoders,
+};
 use sqlx::Row as _;
 
 /// OpenSIPS's usrloc domain of `save("location")`.
@@ -287,47 +289,16 @@ pub async fn delete_expired(db: &Db, table: &str, now: i64) -> Result<u64, DbErr
     .await
 }
 
-/// What one transaction does to the table, in this order.
-struct Batch<'a> {
-    /// Delete every row first (`replace_all`).
-    clear: bool,
-    saves: &'a [Contact],
-    removes: &'a [i64],
-}
+const BIND: RowBinders<Contact> = RowBinders {
+    sqlite: |q, c| bind_contact!(q, c),
+    postgres: |q, c| bind_contact!(q, c),
+    mysql: |q, c| bind_contact!(q, c),
+};
 
-/// Runs `batch` in one transaction; dropping it uncommitted (an error, `Db::run`'s
-/// timeout) rolls it back, so the table is left as it was on any failure.
-async fn write_tx(db: &Db, table: &str, what: &str, batch: Batch<'_>) -> Result<(), DbError> {
-    let t = sql_name(table)?;
-    let upsert = upsert_sql(db.pool(), t);
-    let clear = format!("DELETE FROM {t}");
-    let delete = match db.pool() {
-        Pool::Postgres(_) => format!("DELETE FROM {t} WHERE contact_id = $1"),
-        _ => format!("DELETE FROM {t} WHERE contact_id = ?"),
-    };
-    macro_rules! in_tx {
-        ($p:expr) => {{
-            let mut tx = $p.begin().await?;
-            if batch.clear {
-                sqlx::query(&clear).execute(&mut *tx).await?;
-            }
-            for c in batch.saves {
-                bind_contact!(sqlx::query(&upsert), c).execute(&mut *tx).await?;
-            }
-            for id in batch.removes {
-                sqlx::query(&delete).bind(*id).execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        }};
-    }
-    db.run(what, async {
-        match db.pool() {
-            Pool::Sqlite(p) => in_tx!(p),
-            Pool::Postgres(p) => in_tx!(p),
-            Pool::MySql(p) => in_tx!(p),
-        }
-    })
-    .await
+/// Runs `batch` in one transaction (see [`write_batch`]).
+async fn write_tx(db: &Db, table: &str, what: &str, batch: Batch<'_, Contact>) -> Result<(), DbError> {
+    let upsert = upsert_sql(db.pool(), sql_name(table)?);
+    write_batch(db, table, "contact_id", &upsert, what, batch, &BIND).await
 }
 
 /// Writes a batch in one transaction: `saves` upserted, the rows of `removes` deleted.
