@@ -113,20 +113,33 @@ fn empty_expectations_are_refused() {
 
 #[test]
 fn state_of_modules_not_built_is_refused_by_name() {
-    let tests = case("lookup", "reply = 404").replace(
-        "[case.expect]",
-        "[case.state.location]\n\"alice@example.com\" = [\"sip:alice@192.0.2.10\"]\n\n[case.expect]",
-    );
+    let tests =
+        case("dialog", "reply = 404").replace("[case.expect]", "[case.state.dialog]\ncallid = \"c1\"\n\n[case.expect]");
     let f = Files::new(REPLY_404, &tests);
     let (summary, out) = f.run();
     assert_eq!(summary.failed, 1, "{out}");
     assert!(
-        out.contains("[case.state.location]: `location` cannot be preset yet: the usrloc module is not built"),
+        out.contains("[case.state.dialog]: `dialog` cannot be preset yet: the dialog module is not built"),
         "{out}"
     );
-    let f = Files::new(REPLY_404, &tests.replace("case.state.location", "case.state.nosuch"));
+    let f = Files::new(REPLY_404, &tests.replace("case.state.dialog", "case.state.nosuch"));
     let (_, out) = f.run();
     assert!(out.contains("unknown state table `nosuch` (known: tm, location, dispatcher"), "{out}");
+}
+
+#[test]
+fn location_rows_are_preset_for_lookup() {
+    let script = "fn route() {\n    if lookup(\"location\") == 1 { t_relay(); } else { sl_send_reply(404, \"Not Found\"); }\n}\n";
+    let tests = case("lookup", "relay = \"sip:198.51.100.7:40123\"").replace(
+        "[case.expect]",
+        "[[case.state.location]]\naor = \"bob\"\ncontact = \"sip:bob@10.0.0.5\"\nreceived = \"sip:198.51.100.7:40123\"\n\n[case.expect]",
+    );
+    let f = Files::new(script, &tests);
+    let (summary, out) = f.run();
+    assert_eq!(summary, Summary { passed: 1, failed: 0 }, "{out}");
+    let f = Files::new(script, &tests.replace("aor = \"bob\"", "aor = \"carol\""));
+    let (summary, out) = f.run();
+    assert_eq!(summary.failed, 1, "a preset for another AoR is not found: {out}");
 }
 
 const EDITS: &str = r#"

@@ -241,17 +241,24 @@ impl Registrar {
                 if req.expires != Some(0) {
                     return Err(Refusal::new(400, "Invalid expires value for Contact *"));
                 }
-                self.ul.remove_aor(table, &req.aor);
-                return Ok(Saved { bindings: Vec::new() });
+                return self.ul.update(table, &req.aor, |rec| {
+                    // §10.3 step 6: a binding of this Call-ID goes only for a higher CSeq;
+                    // otherwise the whole request fails.
+                    if rec.contacts().iter().any(|b| b.callid == req.callid && req.cseq <= b.cseq) {
+                        return Err(Refusal::new(400, "Invalid CSeq number"));
+                    }
+                    rec.remove_where(|_| true);
+                    Ok(Saved { bindings: Vec::new() })
+                });
             }
-            Contacts::List(l) => l,
+            Contacts::List(l) => last_of_each(l),
         };
         let matching = flags.matching_mode.unwrap_or(self.ul.matching_mode);
         let limit = flags.max_contacts.unwrap_or(self.cfg.max_contacts);
         let retry_after = (self.cfg.retry_after > 0).then_some(self.cfg.retry_after);
         self.ul.update(table, &req.aor, |rec| {
             // Refusals come before any change, so a refused REGISTER changes nothing.
-            let plan = self.plan(rec, req, list, flags, matching)?;
+            let plan = self.plan(rec, req, &list, flags, matching)?;
             let after = rec.contacts().iter().filter(|c| c.is_live(req.now)).count() as i64
                 + plan.iter().map(|p| p.delta()).sum::<i64>();
             let mut evict = 0;
@@ -383,6 +390,20 @@ impl Step {
             }
         }
     }
+}
+
+/// The Contacts of a REGISTER with each binding named once: the contacts apply in order
+/// (RFC 3261 §10.3 step 7), so a later Contact for the same binding replaces an earlier one.
+fn last_of_each(list: &[ContactIn]) -> Vec<ContactIn> {
+    let mut out: Vec<ContactIn> = Vec::with_capacity(list.len());
+    for c in list {
+        out.retain(|p| match (&p.instance, &c.instance) {
+            (Some(a), Some(b)) => !(a == b && p.reg_id == c.reg_id),
+            _ => !uri_eq(&p.uri, &c.uri),
+        });
+        out.push(c.clone());
+    }
+    out
 }
 
 /// Whether stored binding `b` is the one Contact `c` names: the same `+sip.instance` and

@@ -9,6 +9,12 @@ use crate::script::api::{as_int, as_text, with_ctx, with_ctx_code, BranchSpec, C
 use rhai::{Dynamic, Engine};
 use std::sync::Arc;
 
+/// `"rcv"` or OpenSIPS's modparam form `"$avp(rcv)"` → `rcv`.
+fn avp_name(spec: &str) -> &str {
+    let s = spec.trim();
+    s.strip_prefix("$avp(").and_then(|r| r.strip_suffix(')')).unwrap_or(s)
+}
+
 /// `user` and `host` of an AoR argument: a SIP URI, `user@host` or `user`.
 fn split_aor(text: &str) -> (String, String) {
     let t = text.trim().trim_start_matches('<').trim_end_matches('>');
@@ -111,7 +117,7 @@ fn save_request(reg: &Registrar, ctx: &Ctx, flags: &SaveFlags, aor: Option<&str>
         expires,
         callid: msg.call_id().to_string(),
         cseq,
-        received: ctx.avps.get(&reg.cfg.received_avp).map(as_text).filter(|r| !r.is_empty()),
+        received: ctx.avps.get(avp_name(&reg.cfg.received_avp)).map(as_text).filter(|r| !r.is_empty()),
         path: msg.values(&HeaderName::Path).into_iter().map(|(_, v)| v.trim().to_string()).collect(),
         path_supported: header_has_token(msg, &HeaderName::Supported, "path"),
         socket,

@@ -161,3 +161,28 @@ fn contact_lines_show_expiry_q_and_received() {
         "<sip:a@10.0.0.1>;expires=500;q=0.7;received=\"sip:192.0.2.1:5062\""
     );
 }
+
+#[test]
+fn the_same_contact_twice_is_one_binding_and_the_later_wins() {
+    let r = registrar(0);
+    let f = SaveFlags::default();
+    let twice = Contacts::List(vec![contact("sip:a@1.2.3.4"), contact("sip:a@1.2.3.4")]);
+    let s = r.save("location", &request(twice, Some(600), 1, 1000), &f).expect("saved");
+    assert_eq!(uris(&s), ["sip:a@1.2.3.4"]);
+    let then_gone =
+        Contacts::List(vec![contact("sip:a@5.6.7.8"), ContactIn { expires: Some(0), ..contact("sip:a@5.6.7.8") }]);
+    let s = r.save("location", &request(then_gone, Some(600), 2, 1001), &f).expect("saved");
+    assert_eq!(uris(&s), ["sip:a@1.2.3.4"], "the later Contact (expires=0) wins");
+}
+
+#[test]
+fn star_needs_a_higher_cseq_for_bindings_of_its_call_id() {
+    let r = registrar(0);
+    let f = SaveFlags::default();
+    r.save("location", &request(Contacts::List(vec![contact("sip:a@1")]), Some(600), 5, 1000), &f).expect("saved");
+    let old = r.save("location", &request(Contacts::Star, Some(0), 4, 1001), &f);
+    assert_eq!(old.map_err(|e| e.code), Err(400), "RFC 3261 §10.3 step 6");
+    assert_eq!(r.ul.lookup("location", "alice", 1001).len(), 1, "nothing removed");
+    assert!(r.save("location", &request(Contacts::Star, Some(0), 6, 1002), &f).is_ok());
+    assert!(r.ul.lookup("location", "alice", 1002).is_empty());
+}

@@ -232,7 +232,7 @@ fn ul_add(ul: &Usrloc, p: &Params) -> Result<Value, MiError> {
             uri: uri.clone(),
             received: old.as_ref().and_then(|o| o.received.clone()),
             path,
-            expires: if expires == 0 { 0 } else { now + expires },
+            expires: if expires == 0 { 0 } else { now.saturating_add(expires) },
             q,
             callid: MI_CALLID.into(),
             cseq: old.as_ref().map_or(1, |o| o.cseq.saturating_add(1)),

@@ -404,9 +404,23 @@ impl Usrloc {
     }
 
     /// Puts a binding read from the table (a start-up load, another node's change)
-    /// without writing it back.
+    /// without writing it back — except when memory already holds the same binding under
+    /// another id (a REGISTER taken before the load finished, or by two nodes before either
+    /// read the other's row): the newer of the two stays and the other's row is deleted.
     pub fn apply_remote(&self, table: &str, c: Contact) {
         let t = self.table(table);
+        let twin = t.records.get(&c.aor).and_then(|rec| {
+            rec.iter().find(|x| x.id != c.id && self.same_binding(x, &c)).map(|x| (x.id, x.last_modified))
+        });
+        if let Some((twin_id, twin_modified)) = twin {
+            let key = self.table_key(table);
+            if twin_modified >= c.last_modified {
+                self.emit(vec![Change::Removed { table: key, id: c.id }]);
+                return;
+            }
+            self.drop_local(&t, &c.aor, twin_id);
+            self.emit(vec![Change::Removed { table: key, id: twin_id }]);
+        }
         if let Some(old_aor) = t.ids.get(&c.id).map(|a| a.clone()) {
             if old_aor != c.aor {
                 self.drop_local(&t, &old_aor, c.id);
@@ -421,6 +435,16 @@ impl Usrloc {
                 slot.pings_lost = lost;
             }
             None => rec.push(c),
+        }
+    }
+
+    /// Whether `a` and `b` are one binding under two ids: the same `+sip.instance` and reg-id,
+    /// else the same Contact URI (and Call-ID in matching mode 1).
+    fn same_binding(&self, a: &Contact, b: &Contact) -> bool {
+        match (&a.instance, &b.instance) {
+            (Some(x), Some(y)) => x == y && a.reg_id == b.reg_id,
+            (None, None) => a.uri.eq_ignore_ascii_case(&b.uri) && (self.matching_mode == 0 || a.callid == b.callid),
+            _ => false,
         }
     }
 
@@ -481,6 +505,10 @@ impl Usrloc {
     }
 
     /// Drops expired bindings (and writes their removal behind); how many went.
+    ///
+    /// In `sql-only` the rows are shared: another node may have refreshed a binding this node
+    /// has not read back yet, so the sweep only forgets it here, and the writer's conditional
+    /// `DELETE … WHERE expires <= now` clears the table.
     pub fn sweep(&self, now: i64) -> usize {
         let mut expired = Vec::new();
         for t in self.tables.iter() {
@@ -492,7 +520,17 @@ impl Usrloc {
         }
         let mut n = 0;
         for (table, aor) in expired {
-            n += self.update(&table, &aor, |r| r.remove_where(|c| !c.is_live(now)));
+            if self.mode == WorkingMode::SqlOnly {
+                let Some(t) = self.tables.get(&table).map(|t| t.clone()) else { continue };
+                let gone: Vec<i64> = t
+                    .records
+                    .get(&aor)
+                    .map(|r| r.iter().filter(|c| !c.is_live(now)).map(|c| c.id).collect())
+                    .unwrap_or_default();
+                n += gone.iter().filter(|id| self.drop_local(&t, &aor, **id)).count();
+            } else {
+                n += self.update(&table, &aor, |r| r.remove_where(|c| !c.is_live(now)));
+            }
         }
         self.stats.expired.fetch_add(n as u64, Ordering::Relaxed);
         n

@@ -411,10 +411,10 @@ impl Task {
                 if contact.flags & FL_MEM != 0 {
                     // Never written; a row this binding had before it became memory-only
                     // goes, once.
+                    // A delete still queued for its old row stays queued: dropping it would
+                    // leave that row to come back at the next load.
                     if self.mem_only.insert(key.clone()) {
                         self.pending.insert(key, Op::Remove);
-                    } else {
-                        self.pending.remove(&key);
                     }
                 } else {
                     self.mem_only.remove(&key);
@@ -423,11 +423,10 @@ impl Task {
             }
             Change::Removed { table, id } => {
                 let key = (table, id);
-                if self.mem_only.remove(&key) {
-                    self.pending.remove(&key);
-                } else {
-                    self.pending.insert(key, Op::Remove);
-                }
+                // Also for a memory-only binding: its old row may still be there (a second
+                // delete of a gone row is harmless).
+                self.mem_only.remove(&key);
+                self.pending.insert(key, Op::Remove);
             }
         }
     }

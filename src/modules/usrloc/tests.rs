@@ -96,3 +96,27 @@ fn ping_losses_count_until_an_answer() {
     assert!(u.remove_id("location", id));
     assert!(u.lookup("location", "alice", 0).is_empty());
 }
+
+#[test]
+fn a_loaded_row_for_a_binding_memory_has_under_another_id_keeps_the_newer() {
+    let u = ul();
+    let mut rx = u.subscribe();
+    let mut fresh = contact("alice", "sip:a@1", 1000, 0);
+    fresh.last_modified = 200;
+    let fresh_id = fresh.id;
+    u.update("location", "alice", |r| r.put(fresh));
+    let _ = rx.try_recv();
+    // The table's older row for the same contact: dropped, and its row deleted.
+    let old = contact("alice", "sip:a@1", 1000, 0);
+    let old_id = old.id;
+    u.apply_remote("location", old);
+    assert!(matches!(rx.try_recv(), Ok(Change::Removed { id, .. }) if id == old_id));
+    assert_eq!(u.ids("location"), [fresh_id]);
+    // A newer row from another node replaces the memory copy, whose row goes.
+    let mut newer = contact("alice", "sip:a@1", 1000, 0);
+    newer.last_modified = 300;
+    let newer_id = newer.id;
+    u.apply_remote("location", newer);
+    assert!(matches!(rx.try_recv(), Ok(Change::Removed { id, .. }) if id == fresh_id));
+    assert_eq!(u.ids("location"), [newer_id]);
+}
