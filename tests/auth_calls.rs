@@ -224,7 +224,15 @@ fn register_case(db: &testdb::TestDb, label: &str) {
     let mut bob = Uac::new(&proxy, "bob");
     let (no, _) = register_with(&mut bob, "secret");
     assert_eq!(code(&no), 401, "{no}");
-    assert!(proxy.log_text().contains("www_authorize: -1"), "the script saw -1 for an unknown user");
+    // The log line is written by the proxy's logger thread: give it a moment.
+    let seen = (0..40).any(|_| {
+        if proxy.log_text().contains("www_authorize: -1") {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(seen, "the script saw -1 for an unknown user\n{}", proxy.log_text());
     proxy.assert_alive();
     proxy.stop();
 }

@@ -19,6 +19,7 @@ mod error;
 mod health;
 pub mod migrate;
 mod retry;
+pub mod wait;
 
 pub use error::DbError;
 pub use health::{DbStatus, Health, LastError};

@@ -16,6 +16,7 @@
 
 use super::store;
 use crate::config::DialogConfig;
+use crate::db::wait::{next_tick, recv, sleep_until};
 use crate::db::{Db, DbError};
 use crate::dialog::{Change, Dialog, DialogRecord, Dialogs, DlgState};
 use std::collections::{BTreeMap, HashSet};
@@ -540,29 +541,6 @@ impl Task {
             self.pause = None;
         }
         r
-    }
-}
-
-async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Change>>) -> Option<Change> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
-    match tick {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -19,6 +19,7 @@
 use super::store::{self, DEFAULT_TABLE};
 use super::{now, Change, Contact, Usrloc, WorkingMode, FL_MEM};
 use crate::config::UsrlocConfig;
+use crate::db::wait::{next_tick, recv, sleep_until};
 use crate::db::{Db, DbError, RetryPolicy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -552,29 +553,6 @@ impl Task {
         store::replace_all(&self.db, table, &rows).await?;
         self.pending.retain(|(t, _), _| &**t != table);
         Ok(rows.len())
-    }
-}
-
-async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Change>>) -> Option<Change> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
-    match tick {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }
 
