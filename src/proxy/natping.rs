@@ -134,10 +134,8 @@ pub fn start(
         loop {
             tick.tick().await;
             slice = (slice + 1) % SLICES;
-            for (table, c) in ul.all_live(usrloc::now()) {
-                if c.id.unsigned_abs() % SLICES != slice || !p.wanted(&c) {
-                    continue;
-                }
+            let due = ul.live_where(usrloc::now(), |c| c.id.unsigned_abs() % SLICES == slice && p.wanted(c));
+            for (table, c) in due {
                 if p.sip_ping(&c) {
                     if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(c.id) {
                         continue;

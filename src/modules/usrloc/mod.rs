@@ -493,12 +493,15 @@ impl Usrloc {
         v
     }
 
-    /// Every live binding of every table (the keep-alive pinger's list).
-    pub fn all_live(&self, now: i64) -> Vec<(Arc<str>, Contact)> {
+    /// The live bindings of every table that `pick` selects (the keep-alive pinger takes a
+    /// slice of them per tick; only those are copied).
+    pub fn live_where(&self, now: i64, mut pick: impl FnMut(&Contact) -> bool) -> Vec<(Arc<str>, Contact)> {
         let mut out = Vec::new();
         for t in self.tables.iter() {
             for r in t.value().records.iter() {
-                out.extend(r.value().iter().filter(|c| c.is_live(now)).map(|c| (t.key().clone(), c.clone())));
+                out.extend(
+                    r.value().iter().filter(|c| c.is_live(now) && pick(c)).map(|c| (t.key().clone(), c.clone())),
+                );
             }
         }
         out
