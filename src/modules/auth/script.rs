@@ -120,17 +120,12 @@ fn challenge(
     with_ctx_code(|ctx| {
         let realm = realm_for(ctx, &given, !proxy);
         let lines = auth.challenge(proxy, &realm, &qops, &algs, ctx.auth.stale, unix_now());
-        // The challenge headers go on this reply only: the script's own append_to_reply
-        // lines stay, and are what later replies carry.
-        let saved = ctx.reply_headers.clone();
-        ctx.reply_headers.push_str(&lines);
-        let core = ctx.core.clone();
+        // The challenge headers go on this reply only.
         let sent = if proxy {
-            core.send_reply(ctx, 407, "Proxy Authentication Required")
+            ctx.send_reply_with(407, "Proxy Authentication Required", &lines)
         } else {
-            core.send_reply(ctx, 401, "Unauthorized")
+            ctx.send_reply_with(401, "Unauthorized", &lines)
         };
-        ctx.reply_headers = saved;
         if sent > 0 {
             1
         } else {

@@ -128,17 +128,6 @@ fn save_request(reg: &Registrar, ctx: &Ctx, flags: &SaveFlags, aor: Option<&str>
     })
 }
 
-/// Sends `code reason` with `extra` header lines on top of the script's `append_to_reply`
-/// ones (which stay as they were for later replies).
-fn reply_with(ctx: &mut Ctx, code: u16, reason: &str, extra: &str) -> i64 {
-    let kept = ctx.reply_headers.clone();
-    ctx.reply_headers.push_str(extra);
-    let core = ctx.core.clone();
-    let rc = core.send_reply(ctx, code, reason);
-    ctx.reply_headers = kept;
-    rc
-}
-
 /// The header lines of the 200 OK of a REGISTER (RFC 3261 §10.3 step 8, RFC 3327 §5.3).
 fn ok_headers(reg: &Registrar, req: &SaveRequest, bindings: &[Contact], flags: &SaveFlags) -> String {
     let mut h = String::with_capacity(64 * (bindings.len() + 2));
@@ -175,7 +164,7 @@ fn save(reg: &Registrar, table: &str, flags: &Dynamic, aor: Option<&Dynamic>) ->
             Ok((req, saved)) => {
                 if !flags.no_reply {
                     let headers = ok_headers(reg, &req, &saved.bindings, &flags);
-                    reply_with(ctx, 200, "OK", &headers);
+                    ctx.send_reply_with(200, "OK", &headers);
                 }
                 1
             }
@@ -183,7 +172,7 @@ fn save(reg: &Registrar, table: &str, flags: &Dynamic, aor: Option<&Dynamic>) ->
                 tracing::info!(target: "script", "save: {} refused: {r}", ctx.msg.call_id());
                 if !flags.no_reply {
                     let extra = r.retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
-                    reply_with(ctx, r.code, r.reason, &extra);
+                    ctx.send_reply_with(r.code, r.reason, &extra);
                 }
                 -1
             }

@@ -223,6 +223,18 @@ impl Ctx {
         }
     }
 
+    /// `send_reply` with `extra` header lines on this reply only, on top of the script's
+    /// `append_to_reply` lines, which stay as they were for later replies (a challenge, the
+    /// 200 of a REGISTER).
+    pub fn send_reply_with(&mut self, code: u16, reason: &str, extra: &str) -> i64 {
+        let len = self.reply_headers.len();
+        self.reply_headers.push_str(extra);
+        let core = self.core.clone();
+        let rc = core.send_reply(self, code, reason);
+        self.reply_headers.truncate(len);
+        rc
+    }
+
     /// The Request-URI as it stands now.
     pub fn ruri(&self) -> &str {
         self.new_ruri.as_deref().unwrap_or_else(|| self.msg.ruri())
