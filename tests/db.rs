@@ -520,26 +520,36 @@ fn ctl_without_a_database_says_so() {
 // ------------------------------------------------- the database stops during traffic
 
 /// A TCP relay between the proxy and the database server, which the test can cut: the
-/// database "stops" for the proxy without touching the shared server.
+/// database "stops" for the proxy without touching the shared server. The listener stays
+/// bound for the relay's whole life (a cut relay accepts and closes at once), so bringing
+/// the database back never races another socket for the port.
 struct Relay {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Relay {
-    fn start(port: u16, upstream: String) -> Relay {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the relay");
+    fn start(upstream: String) -> Relay {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
         listener.set_nonblocking(true).expect("nonblocking listener");
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (st, cs) = (stop.clone(), conns.clone());
+        let (ct, st, cs) = (cut.clone(), stop.clone(), conns.clone());
         let accept = std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 let Ok((client, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
+                if ct.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
                 let _ = client.set_nonblocking(false);
                 let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
                 let mut list = cs.lock().unwrap();
@@ -554,24 +564,30 @@ impl Relay {
                 list.push(server);
             }
         });
-        Relay { stop, conns, accept: Some(accept) }
+        Relay { port, cut, stop, conns, accept: Some(accept) }
     }
 
-    /// Refuses new connections and cuts the open ones.
-    fn cut(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
+    /// Closes every new connection at once and cuts the open ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Relays new connections again.
+    fn resume(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.cut();
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -602,9 +618,9 @@ const PICKING: &str = r#"fn route() {
 /// The database goes away while calls flow: routing goes on from memory, `ds_reload` fails
 /// and keeps the sets, `db_status` says why; when it is back, `ds_reload` works again.
 fn database_down_case(t: &TestDb) {
-    let relay_port = free_port();
-    let (url, upstream) = through(&t.url, relay_port);
-    let mut relay = Relay::start(relay_port, upstream.clone());
+    let (_, upstream) = through(&t.url, 0);
+    let relay = Relay::start(upstream);
+    let (url, _) = through(&t.url, relay.port);
     let proxy = Proxy::start_with("db-down", PICKING, &format!("\n[db]\nurl = \"{url}\"\ntimeout_ms = 1000\n"));
     let dir = proxy.config_path().parent().unwrap().to_path_buf();
     let cfg = proxy.config_path();
@@ -644,7 +660,7 @@ fn database_down_case(t: &TestDb) {
     assert!(ports.iter().all(|p| listed.contains(&format!("sip:127.0.0.1:{p}"))), "the sets stayed: {listed}");
 
     // Back again: the next reload reads the table.
-    let _relay = Relay::start(relay_port, upstream);
+    relay.resume();
     let end = Instant::now() + Duration::from_secs(15);
     loop {
         let o = run_siprox(&dir, &["ctl", "-c", cfg, "ds_reload"]);
