@@ -13,6 +13,7 @@
 //! | [`modules`] | maxfwd, rr, sl, tm script surfaces (OpenSIPS module anatomy) |
 //! | [`db`] | sqlx pools (SQLite, PostgreSQL, MySQL), embedded migrations, health, retries |
 //! | [`proxy`] | the pipeline: hooks in, decisions carried out |
+//! | [`ha`] | the virtual IP of an active/standby pair: election, heartbeats, takeover |
 //! | [`mi`] | management interface: JSON-RPC commands, statistics, Prometheus metrics |
 //! | [`app`], [`cli`] | wiring and the command line |
 //!
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod dialog;
+pub mod ha;
 pub mod message;
 pub mod mi;
 pub mod modules;
