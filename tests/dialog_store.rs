@@ -308,6 +308,92 @@ fn proxy_restores_at_start_and_mi_syncs() {
     });
 }
 
+/// One node of a pair sharing `t`'s database, in process: `app::start_with` with dialog
+/// db_mode 1 and the profile `caller` (with value); returns once its start-up restore ran.
+async fn node(t: &TestDb) -> siprox::app::Running {
+    let mut cfg = siprox::config::Config::default();
+    cfg.core.listen = vec![format!("udp:127.0.0.1:{}", free_port())];
+    cfg.dialog.db_mode = 1;
+    cfg.dialog.profiles_with_value = vec!["caller".into()];
+    let modules = siprox::modules::Modules::new(&cfg);
+    let host = siprox::script::ScriptHost::from_source(
+        "fn route() { exit(); }",
+        "pair.rhai",
+        siprox::app::script_limits(&cfg),
+        modules.registrar(),
+    )
+    .expect("script");
+    let running = siprox::app::start_with(&cfg, host, t.open().await, modules).expect("start");
+    let store = running.dialog_writer.as_ref().expect("db_mode 1 writes").store();
+    let until = Instant::now() + Duration::from_secs(5);
+    while !store.is_restored() {
+        assert!(Instant::now() < until, "the table was not read at start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running
+}
+
+/// `name` of `get_statistics dialog:` on `node`.
+async fn dialog_stat(node: &siprox::app::Running, name: &str) -> serde_json::Value {
+    let all = node.mi.commands.call("get_statistics", Some(serde_json::json!([["dialog:"]]))).await.expect("stats");
+    all[format!("dialog:{name}")].clone()
+}
+
+async fn resync(node: &siprox::app::Running) -> serde_json::Value {
+    node.mi.commands.call("dlg_resync", None).await.expect("dlg_resync")
+}
+
+/// An active/standby pair on one table (db_mode 1): a call confirmed through A reaches B at
+/// `dlg_resync` (profile counted, `dlg_list` shows it); once its BYE went through A, B's next
+/// `dlg_resync` forgets it: nothing listed, nothing counted, and not counted as ended on B.
+async fn resync_case(t: &TestDb) {
+    let (a, b) = (node(t).await, node(t).await);
+    let db = t.open().await;
+    let call = confirmed(&a.modules.dialogs, "pair-1");
+    wait_rows(&db, "A writes the call", |r| r.len() == 1).await;
+    assert!(b.modules.dialogs.is_empty(), "B reads the table only when asked");
+
+    assert_eq!(resync(&b).await, serde_json::json!({"Restored": 1, "Forgotten": 0}));
+    let listed = b.mi.commands.call("dlg_list", None).await.expect("dlg_list");
+    assert_eq!(listed["Dialogs"][0]["callid"], "pair-1", "{listed}");
+    assert_eq!(b.modules.dialogs.profiles.size("caller", Some("alice")), 1);
+    assert_eq!(dialog_stat(&b, "active_dialogs").await, 1);
+
+    a.modules.dialogs.on_request(&call, &bye("pair-1"));
+    wait_rows(&db, "A deletes the ended call's row", |r| r.is_empty()).await;
+    assert_eq!(resync(&b).await, serde_json::json!({"Restored": 0, "Forgotten": 1}));
+    let listed = b.mi.commands.call("dlg_list", None).await.expect("dlg_list");
+    assert_eq!(listed["Dialogs"], serde_json::json!([]), "{listed}");
+    assert_eq!(b.modules.dialogs.profiles.size("caller", Some("alice")), 0);
+    assert_eq!(dialog_stat(&b, "active_dialogs").await, 0);
+    assert_eq!(dialog_stat(&b, "processed_dialogs").await, 0, "it did not end on B");
+    // B's writer saw no change: the table stays as A left it.
+    assert_eq!(b.dialog_writer.as_ref().expect("writer").flush().await.expect("flush"), 0);
+    assert!(rows(&db).await.is_empty());
+    drop((a, b));
+    db.close().await;
+}
+
+#[test]
+fn sqlite_pair_resyncs_dialogs() {
+    let t = TestDb::sqlite("sqlite_dlg_resync");
+    rt().block_on(resync_case(&t));
+}
+
+#[test]
+fn postgres_pair_resyncs_dialogs() {
+    if let Some(t) = TestDb::server(Backend::Postgres, "postgres_dlg_resync") {
+        rt().block_on(resync_case(&t));
+    }
+}
+
+#[test]
+fn mysql_pair_resyncs_dialogs() {
+    if let Some(t) = TestDb::server(Backend::MySql, "mysql_dlg_resync") {
+        rt().block_on(resync_case(&t));
+    }
+}
+
 /// Runs `f` on the (migrated) database at `url`, then closes it.
 fn on_db<T>(url: &str, f: impl AsyncFnOnce(&Db) -> T) -> T {
     rt().block_on(async {

@@ -294,3 +294,45 @@ fn ds_reload_under_load_brings_in_a_fourth_backend_without_a_failed_call() {
     assert!(got.get(&uri(ports[3])).copied().unwrap_or(0) > 0, "the fourth backend took no call: {got:?}");
     proxy.stop();
 }
+
+/// `dispatcher:probes_not_sent` of `proxy`.
+fn probes_not_sent(proxy: &Proxy) -> u64 {
+    let stats = ctl_json(proxy, &["get_statistics", "dispatcher:"]);
+    stats["dispatcher:probes_not_sent"].as_u64().unwrap_or_else(|| panic!("no probes_not_sent: {stats}"))
+}
+
+/// A probe that cannot leave this host records nothing. The standby listens only on
+/// 192.0.2.1, an address this host does not hold (an HA standby on the virtual IP, bound
+/// with IP_FREEBIND): every probe fails to send, and a destination that never answers stays
+/// Active through several rounds. The same destination behind a normal proxy is moved to
+/// probing at the first unanswered round (the control).
+#[test]
+fn probes_that_cannot_be_sent_leave_the_destination_alone() {
+    let probing = "\n[dispatcher]\nds_ping_interval = 1\nds_probing_threshold = 1\nds_probing_mode = 1\n";
+    let script = "fn route() { exit(); }";
+    let silent = SilentUdp::start();
+    let dest = uri(silent.port);
+    let vip = format!("udp:192.0.2.1:{}", free_port());
+    let standby = Proxy::start_listening("ds-standby", script, &[&vip], probing);
+    let normal = Proxy::start_with("ds-normal", script, probing);
+    for p in [&standby, &normal] {
+        ctl(p, &["dispatcher", "add", "1", &dest]);
+        ctl(p, &["ds_reload"]);
+    }
+
+    let start = Instant::now();
+    while states(&normal).get(&dest).is_some_and(|s| s == "Active") {
+        assert!(start.elapsed() < Duration::from_secs(5), "the control never saw {dest} fail: {:?}", states(&normal));
+        thread::sleep(Duration::from_millis(100));
+    }
+    while probes_not_sent(&standby) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(8), "the standby did not try 3 probes:\n{}", standby.log_text());
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(states(&standby).get(&dest).map(String::as_str), Some("Active"), "unsent probes changed the state");
+    let from_standby = silent.received().iter().filter(|m| String::from_utf8_lossy(m).contains("192.0.2.1")).count();
+    assert_eq!(from_standby, 0, "a probe left the standby");
+    assert!(silent.count_starting("OPTIONS ") >= 1, "the control's probes arrived");
+    standby.stop();
+    normal.stop();
+}

@@ -432,3 +432,63 @@ fn pair_case(t: &TestDb) {
     a.stop();
     b.stop();
 }
+
+/// Waits up to 5 s for the table at `url` to hold `n` rows.
+fn wait_db_rows(url: &str, what: &str, n: usize) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while db_ids(url).len() != n {
+        assert!(Instant::now() < until, "{what}: the table has {:?}", db_ids(url));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A standby taking over, in write-through on a shared table: B loaded the (empty) table at
+/// start and reads nothing after, so A's registration is unknown to it until `ul_refresh`;
+/// a removal through A is dropped from B by the next `ul_refresh`.
+fn standby_refresh_case(t: &TestDb) {
+    let toml = format!(
+        "\n[db]\nurl = \"{}\"\n\n[usrloc]\nworking_mode_preset = \"single-instance-sql-write-through\"\n",
+        t.url
+    );
+    let b = Proxy::start_with("ul_refresh_b", SCRIPT, &toml);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !b.log_text().contains("usrloc contacts loaded from the database") {
+        assert!(Instant::now() < until, "B never loaded the table:\n{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = Proxy::start_with("ul_refresh_a", SCRIPT, &toml);
+    register(&a, "erin", 3600, 1);
+    wait_db_rows(&t.url, "written through A", 1);
+    assert!(contacts_of(&b, "erin").is_none(), "B reads the table only at start and on ul_refresh");
+    assert_eq!(mi(&b, "ul_refresh", json!([])), Ok(json!({"Applied": 1})));
+    let seen = contacts_of(&b, "erin").expect("B holds erin's binding after ul_refresh");
+    assert_eq!(seen[0]["Callid"], "ul-erin@test");
+
+    register(&a, "erin", 0, 2);
+    wait_db_rows(&t.url, "removal written through A", 0);
+    assert!(contacts_of(&b, "erin").is_some(), "B has not looked yet");
+    assert_eq!(mi(&b, "ul_refresh", json!([])), Ok(json!({"Applied": 1})));
+    assert!(contacts_of(&b, "erin").is_none(), "the removal through A reached B");
+    assert!(dumped_aors(&b).is_empty(), "B holds exactly the table: {:?}", dumped_aors(&b));
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn sqlite_standby_refreshes_from_the_shared_table() {
+    standby_refresh_case(&TestDb::sqlite("ul_refresh_sqlite"));
+}
+
+#[test]
+fn postgres_standby_refreshes_from_the_shared_table() {
+    if let Some(t) = TestDb::server(Backend::Postgres, "ul_refresh_pg") {
+        standby_refresh_case(&t);
+    }
+}
+
+#[test]
+fn mysql_standby_refreshes_from_the_shared_table() {
+    if let Some(t) = TestDb::server(Backend::MySql, "ul_refresh_my") {
+        standby_refresh_case(&t);
+    }
+}

@@ -1,4 +1,5 @@
-//! Command line: `siprox run`, `siprox check`, `siprox test`, `siprox migrate`, `siprox ctl`.
+//! Command line: `siprox run`, `siprox check`, `siprox test`, `siprox migrate`, `siprox ctl`,
+//! `siprox ping`.
 
 pub mod ctl;
 mod dispatcher;
@@ -11,8 +12,10 @@ use crate::app;
 use crate::config::Config;
 use crate::script::{build_engine, check_script, Diagnostic, Source};
 use clap::{Parser, Subcommand, ValueEnum};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "siprox", version, about = "SIP proxy routed by an opensips.cfg-style Rhai script")]
@@ -57,6 +60,18 @@ pub enum Command {
         /// Configuration file (TOML); without it, the default `sqlite://siprox.db`.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Send one SIP OPTIONS over UDP and print the answer: exit 0 when a final reply below
+    /// 500 came (the proxy's script ran), 1 on a 5xx or no answer (a health check).
+    Ping {
+        /// HOST[:PORT] or sip:HOST[:PORT] (port 5060 by default; IPv6 in brackets).
+        target: String,
+        /// How long to wait for a final reply, retransmitting meanwhile (RFC 3261 Timer E).
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Local address to send from (default: the one the route to the target picks).
+        #[arg(long)]
+        from: Option<IpAddr>,
     },
 }
 
@@ -132,6 +147,7 @@ pub fn main() -> ExitCode {
         }
         Command::Ctl(args) => ctl::main(args),
         Command::Migrate { config } => migrate(config.as_deref(), cli.log_format),
+        Command::Ping { target, timeout_ms, from } => ping(&target, Duration::from_millis(timeout_ms), from),
         Command::Check { file } => match check(&file) {
             Ok(d) if d.is_empty() => {
                 println!("{}: ok", file.display());
@@ -156,6 +172,42 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// `siprox ping`: one OPTIONS, its answer printed as `200 OK from 10.0.0.1:5060 in 0.4 ms`.
+/// Exit 0 when [`is_healthy`](crate::ha::health::is_healthy), 1 for any other answer or
+/// none, 2 for a target that is no address (as clap does for a bad argument).
+fn ping(target: &str, timeout: Duration, from: Option<IpAddr>) -> ExitCode {
+    use crate::ha::health;
+    let addr = match health::parse_target(target) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("siprox ping: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siprox ping: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(health::ping(addr, from, timeout)) {
+        Ok(r) => {
+            let ms = r.rtt.as_secs_f64() * 1000.0;
+            println!("{} {} from {} in {ms:.1} ms", r.code, r.reason, r.from);
+            if health::is_healthy(r.code) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("siprox ping: {addr}: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

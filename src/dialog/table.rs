@@ -429,10 +429,46 @@ impl Dialogs {
     /// Ends `dlg`: its profiles stop counting it, the store deletes its row. False when it
     /// had ended already.
     pub fn end(&self, dlg: &Arc<Dialog>, reason: &'static str) -> bool {
+        let Some(was) = self.retire(dlg, reason) else { return false };
+        match was {
+            DlgState::ConfirmedNoAck | DlgState::Confirmed => {
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                if reason == "timeout" {
+                    self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.emit(Change::Removed(dlg.id));
+        tracing::debug!(did = %dlg.did(), callid = %dlg.callid, reason, "dialog ended");
+        true
+    }
+
+    /// Drops `dlg` from memory as if it had never been here: no BYE, no `Change::Removed`
+    /// (its row belongs to the node that wrote it last, which ended it or will), and its
+    /// profiles stop counting it. `active_dialogs`/`early_dialogs` fall as in
+    /// [`Dialogs::end`], but it is not counted as processed, failed or expired: it did not
+    /// end here. For a node catching up with a table another node keeps (`dlg_resync`).
+    /// False when it had ended already.
+    pub fn forget(&self, dlg: &Arc<Dialog>) -> bool {
+        if self.retire(dlg, "forgotten").is_none() {
+            return false;
+        }
+        tracing::debug!(did = %dlg.did(), callid = %dlg.callid, "dialog forgotten (it ended elsewhere)");
+        true
+    }
+
+    /// What ending and forgetting share: `dlg` is marked ended (so a transaction still
+    /// holding it neither saves nor ends it again), its profile counts drop, it leaves the
+    /// table, and the live gauges fall. The state it had, or `None` when it had ended
+    /// already.
+    fn retire(&self, dlg: &Arc<Dialog>, reason: &'static str) -> Option<DlgState> {
         let was = {
             let mut d = dlg.data();
             if d.state == DlgState::Deleted {
-                return false;
+                return None;
             }
             let was = d.state;
             d.state = DlgState::Deleted;
@@ -448,22 +484,13 @@ impl Dialogs {
         match was {
             DlgState::ConfirmedNoAck | DlgState::Confirmed => {
                 self.stats.active.fetch_sub(1, Ordering::Relaxed);
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                if reason == "timeout" {
-                    self.stats.expired.fetch_add(1, Ordering::Relaxed);
-                }
             }
             DlgState::Early => {
                 self.stats.early.fetch_sub(1, Ordering::Relaxed);
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
             }
-            _ => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            }
+            _ => {}
         }
-        self.emit(Change::Removed(dlg.id));
-        tracing::debug!(did = %dlg.did(), callid = %dlg.callid, reason, "dialog ended");
-        true
+        Some(was)
     }
 
     /// Ends a confirmed dialog from here: BYE to both sides, then [`Dialogs::end`]
@@ -608,6 +635,28 @@ mod tests {
         assert_eq!(t.sweep(deadline), 1);
         assert!(dlg.is_ended());
         assert_eq!(t.stats.expired.load(Ordering::Relaxed), 1);
+    }
+
+    /// `forget` drops the dialog and its profile counts without a row change or an end
+    /// counted; a second forget (or end) finds nothing to do.
+    #[test]
+    fn forget_drops_without_a_trace() {
+        let t = table();
+        let mut changes = t.subscribe();
+        let dlg = t.create(&invite(), String::new(), 0);
+        t.set_profile(&dlg, "caller", Some("alice")).expect("declared");
+        t.on_reply(&dlg, &ok(&dlg.did()), None);
+        while changes.try_recv().is_ok() {}
+        assert!(t.forget(&dlg));
+        assert!(t.is_empty());
+        assert!(dlg.is_ended());
+        assert_eq!(t.profiles.size("caller", Some("alice")), 0);
+        assert_eq!(t.stats.active.load(Ordering::Relaxed), 0);
+        let ended = t.stats.processed.load(Ordering::Relaxed) + t.stats.failed.load(Ordering::Relaxed);
+        assert_eq!(ended, 0, "not counted as ended here");
+        assert!(changes.try_recv().is_err(), "no row change: the row is not ours");
+        assert!(!t.forget(&dlg));
+        assert!(!t.end(&dlg, "bye"));
     }
 
     #[test]

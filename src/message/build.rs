@@ -1,6 +1,8 @@
 //! Messages the proxy writes itself: replies to a request (RFC 3261 §8.2.6), CANCEL
 //! (§9.1) and the ACK of a negative final reply (§17.1.1.3). Header lines are copied from
-//! the request byte for byte, so what the caller sent is what it gets back.
+//! the request byte for byte, so what the caller sent is what it gets back. Requests it
+//! originates (probes, keep-alives, a dialog's BYE, `siprox ping`) are written from their
+//! parts ([`build_request`]).
 
 use super::{HeaderName, SipMsg, Span};
 
@@ -118,4 +120,50 @@ pub fn build_ack_for_reply(invite_sent: &SipMsg, reply: &SipMsg) -> Vec<u8> {
         l
     });
     build_invite_sibling(invite_sent, "ACK", to.as_deref(), "")
+}
+
+/// A request this node originates, by its parts: the headers RFC 3261 §8.1.1 makes
+/// mandatory, in the order they are written.
+#[derive(Clone, Debug, Default)]
+pub struct NewRequest<'a> {
+    pub method: &'a str,
+    pub ruri: &'a str,
+    /// The whole Via value: `SIP/2.0/UDP host:port;branch=z9hG4bK…;rport`.
+    pub via: &'a str,
+    pub max_forwards: u32,
+    /// Route values (`<uri>`), nearest first: a request inside a dialog (§12.2.1.1).
+    pub route: &'a [String],
+    /// Whole From and To values, tags included.
+    pub from: &'a str,
+    pub to: &'a str,
+    pub call_id: &'a str,
+    pub cseq: u32,
+    /// More header lines (Contact, Accept …), each ending in CRLF.
+    pub extra_headers: &'a str,
+}
+
+/// Writes `req` with no body (`Content-Length: 0`).
+pub fn build_request(req: &NewRequest<'_>) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: {mf}\r\n",
+        method = req.method,
+        ruri = req.ruri,
+        via = req.via,
+        mf = req.max_forwards,
+    );
+    for r in req.route {
+        out.push_str("Route: ");
+        out.push_str(r);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+        from = req.from,
+        to = req.to,
+        cid = req.call_id,
+        cseq = req.cseq,
+        method = req.method,
+        extra = req.extra_headers,
+    ));
+    out.into_bytes()
 }

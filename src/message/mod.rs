@@ -24,7 +24,7 @@ pub mod rsip_bridge;
 mod typed;
 mod uri;
 
-pub use build::{build_ack_for_reply, build_cancel, build_reply, ReplyOpts};
+pub use build::{build_ack_for_reply, build_cancel, build_reply, build_request, NewRequest, ReplyOpts};
 pub use digest::{CredentialsError, DigestCredentials};
 pub use edit::{Edit, Edits};
 pub use error::ParseError;

@@ -680,6 +680,32 @@ fn edits_in_several_layers() {
 // ---- messages built here ----
 
 #[test]
+fn request_from_its_parts_parses_back() {
+    let route = vec!["<sip:p1.example;lr>".to_string(), "<sip:p2.example;lr>".to_string()];
+    let out = build_request(&NewRequest {
+        method: "BYE",
+        ruri: "sip:bob@10.0.0.9",
+        via: "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-x;rport",
+        max_forwards: 70,
+        route: &route,
+        from: "<sip:alice@a.example>;tag=ft",
+        to: "<sip:bob@b.example>;tag=tt",
+        call_id: "c1@a.example",
+        cseq: 8,
+        extra_headers: "Accept: application/sdp\r\n",
+    });
+    let text = String::from_utf8(out.clone()).expect("utf8");
+    assert!(text.starts_with("BYE sip:bob@10.0.0.9 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-x;rport\r\nMax-Forwards: 70\r\nRoute: <sip:p1.example;lr>\r\nRoute: <sip:p2.example;lr>\r\nFrom: "), "{text}");
+    assert!(text.ends_with("CSeq: 8 BYE\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n"), "{text}");
+    let m = msg_owned(out);
+    assert_eq!(m.check_request(), Ok(()));
+    assert_eq!(m.method(), Method::Bye);
+    assert_eq!(m.call_id(), "c1@a.example");
+    assert_eq!(m.top_via().and_then(|(_, v)| v.branch()), Some("z9hG4bK-x"));
+    assert_eq!(m.to().and_then(|t| t.tag()), Some("tt"));
+}
+
+#[test]
 fn reply_copies_headers_and_adds_tag() {
     let m = msg(INVITE);
     let out = build_reply(&m, 404, "Not Here", &ReplyOpts { to_tag: Some("xyz"), ..Default::default() });

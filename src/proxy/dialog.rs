@@ -8,7 +8,7 @@ use super::Proxy;
 use crate::dialog::{Dialog, DialogActions, DlgState, Side};
 use crate::message::{Method, Uri};
 use crate::script::api::Ctx;
-use crate::transaction::{Cell, InDialog, LocalRequest};
+use crate::transaction::{Cell, InDialog, LocalOutcome, LocalRequest};
 use std::sync::Arc;
 
 /// Route values stored as `<uri>,<uri>`, split at the commas outside angle brackets.
@@ -126,8 +126,11 @@ impl DialogActions for Proxy {
                 dialog: Some(dialog),
             };
             let timeout = me.tm.timers.fr;
-            let code = me.tm.request_local(req, timeout).await;
-            tracing::info!(%did, ?side, code = code.unwrap_or(408), "dialog BYE answered");
+            match me.tm.request_local(req, timeout).await {
+                LocalOutcome::Final(code) => tracing::info!(%did, ?side, code, "dialog BYE answered"),
+                LocalOutcome::NoAnswer => tracing::info!(%did, ?side, code = 408, "dialog BYE not answered"),
+                LocalOutcome::NotSent(error) => tracing::warn!(%did, ?side, %error, "BYE not sent"),
+            }
         });
     }
 }

@@ -13,7 +13,7 @@ use super::Proxy;
 use crate::config::{NathelperConfig, UsrlocConfig};
 use crate::modules::usrloc::{self, Contact, Usrloc};
 use crate::script::api::flag_bit_of;
-use crate::transaction::LocalRequest;
+use crate::transaction::{LocalOutcome, LocalRequest};
 use crate::transport::Proto;
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -175,9 +175,17 @@ async fn sip_ping(proxy: &Proxy, ul: &Usrloc, p: &NatPingParams, table: &str, c:
         via_addr,
         dialog: None,
     };
+    // Any reply proves the NAT binding works, a 4xx/5xx as much as a 200. A ping that never
+    // left this host (a standby's socket) says nothing about the contact: not sent, not lost.
+    let answered = match proxy.tm.request_local(req, p.threshold).await {
+        LocalOutcome::Final(_) => true,
+        LocalOutcome::NoAnswer => false,
+        LocalOutcome::NotSent(error) => {
+            tracing::debug!(contact = %c.uri, %error, "SIP ping not sent");
+            return;
+        }
+    };
     stats.sent.fetch_add(1, Ordering::Relaxed);
-    // Any reply proves the NAT binding works, a 4xx/5xx as much as a 200.
-    let answered = proxy.tm.request_local(req, p.threshold).await.is_some();
     let lost = ul.ping_result(table, c.id, answered);
     if answered {
         return;
@@ -198,8 +206,10 @@ async fn null_ping(proxy: &Proxy, p: &NatPingParams, c: &Contact, stats: &NatPin
         _ if p.tcp => Bytes::from_static(b"\r\n\r\n"),
         _ => return,
     };
-    stats.sent.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = proxy.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
-        tracing::debug!(contact = %c.uri, error = %e, "keep-alive not sent");
+    match proxy.tp.send(dest.proto, dest.listener, dest.addr, bytes) {
+        Ok(()) => {
+            stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => tracing::debug!(contact = %c.uri, error = %e, "keep-alive not sent"),
     }
 }

@@ -7,6 +7,11 @@
 //! A probe that gets no final reply within the ping interval (or `fr_timeout`, when shorter)
 //! counts as a 408: a stopped backend is then found within interval × threshold, plus the
 //! interval, rather than after OpenSIPS's `fr_timeout` per probe.
+//!
+//! A probe this host could not send records nothing: the packet never left, so it says
+//! nothing about the destination. That is every probe of an HA standby, whose sockets are
+//! bound (IP_FREEBIND) to the virtual IP it does not hold; counting them as 408 would mark
+//! every destination inactive just before it takes over.
 
 use super::util::local_dest;
 use super::Proxy;
@@ -15,7 +20,7 @@ use crate::modules::dispatcher::{self, Dispatcher, StateChange};
 use crate::modules::load_balancer::{self, LoadBalancer, StatusChange};
 use crate::script::api::{Ctx, RouteKind};
 use crate::script::Outcome;
-use crate::transaction::LocalRequest;
+use crate::transaction::{LocalOutcome, LocalRequest};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -49,6 +54,8 @@ pub trait Probed: Send + Sync + 'static {
     fn ping(&self, target: &Self::Target) -> Ping;
     /// The final reply's code, `None` when none came (counted as 408 by the module).
     fn result(&self, target: &Self::Target, code: Option<u16>);
+    /// The probe could not be sent from this host; the destination's state stays as it is.
+    fn not_sent(&self, _target: &Self::Target) {}
 }
 
 impl Probed for Dispatcher {
@@ -74,6 +81,9 @@ impl Probed for Dispatcher {
     fn result(&self, t: &Self::Target, code: Option<u16>) {
         // A state change reaches the dispatcher's listeners (the log, the event route).
         let _ = self.probe_result(t, code);
+    }
+    fn not_sent(&self, _t: &Self::Target) {
+        self.probe_not_sent();
     }
 }
 
@@ -126,17 +136,32 @@ pub fn start<P: Probed>(
                 }
                 let (proxy, module, busy) = (proxy.clone(), module.clone(), busy.clone());
                 tokio::spawn(async move {
-                    let ping = module.ping(&target);
-                    let code = match local_request(&proxy, &ping).await {
-                        Some(req) => proxy.tm.request_local(req, timeout).await,
-                        None => None,
-                    };
-                    module.result(&target, code);
+                    probe_once(&proxy, &*module, target, timeout).await;
                     busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 });
             }
         }
     }))
+}
+
+/// Sends one probe to `target` and hands its outcome to `module`. An unresolvable or
+/// unroutable destination counts as no answer (it is the destination that is wrong); a send
+/// that fails on this host counts as nothing. `target` is taken by value: a module's target
+/// need only be `Send`, and a borrow of it would be held across the awaits.
+async fn probe_once<P: Probed>(proxy: &Proxy, module: &P, target: P::Target, timeout: Duration) {
+    let ping = module.ping(&target);
+    let Some(req) = local_request(proxy, &ping).await else {
+        module.result(&target, None);
+        return;
+    };
+    match proxy.tm.request_local(req, timeout).await {
+        LocalOutcome::Final(code) => module.result(&target, Some(code)),
+        LocalOutcome::NoAnswer => module.result(&target, None),
+        LocalOutcome::NotSent(error) => {
+            tracing::debug!(uri = %ping.uri, %error, "probe not sent from this host; no result recorded");
+            module.not_sent(&target);
+        }
+    }
 }
 
 /// The probe `ping`: where to send it and from which socket.

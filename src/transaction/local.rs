@@ -1,10 +1,10 @@
 //! Requests the proxy originates itself (OpenSIPS `t_request` / `t_uac`): the dispatcher's
 //! OPTIONS probes, later keepalives. A non-INVITE client transaction (RFC 3261 §17.1.2)
 //! reduced to what a prober needs: send, retransmit over UDP (Timer E: T1 doubling up to
-//! T2), and the status of the first final reply, or `None` when none came in time.
+//! T2), and the status of the first final reply ([`LocalOutcome`]).
 
 use super::{Dest, Tm};
-use crate::message::SipMsg;
+use crate::message::{build_request, NewRequest, SipMsg};
 use crate::transport::Proto;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -28,6 +28,20 @@ pub struct LocalRequest {
     pub dialog: Option<InDialog>,
 }
 
+/// How a locally originated request ended. Not sent and not answered are kept apart: a
+/// packet that never left this host (a standby's socket, bound with IP_FREEBIND to an address
+/// it does not hold, fails every send at once: EINVAL or ENETUNREACH) says nothing about the
+/// destination, while silence after a send does (RFC 3261 §17.1.2.2: Timer F fired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalOutcome {
+    /// The status of the first final reply.
+    Final(u16),
+    /// Sent, and no final reply came in time.
+    NoAnswer,
+    /// The first send failed locally (the error, for the log).
+    NotSent(String),
+}
+
 /// The headers that place a request in an existing dialog (RFC 3261 §12.2.1.1).
 #[derive(Debug, Clone)]
 pub struct InDialog {
@@ -43,7 +57,7 @@ pub struct InDialog {
 impl Tm {
     /// Sends `req` and waits for its final reply, at most `timeout`. Provisional replies
     /// are ignored; a reply arrives through [`Tm::on_reply`] like any other.
-    pub async fn request_local(&self, req: LocalRequest, timeout: Duration) -> Option<u16> {
+    pub async fn request_local(&self, req: LocalRequest, timeout: Duration) -> LocalOutcome {
         let n = self.next_local.fetch_add(1, Ordering::Relaxed);
         let branch = format!("{}.L{n:x}", self.branch_prefix);
         let bytes = Bytes::from(render(&req, &branch, n));
@@ -59,15 +73,15 @@ impl Tm {
         let answer = match sent {
             Err(e) => {
                 tracing::debug!(uri = %req.ruri, error = %e, "local request not sent");
-                None
+                LocalOutcome::NotSent(e.to_string())
             }
             Ok(()) => loop {
                 let wake = (tokio::time::Instant::now() + every).min(deadline);
                 tokio::select! {
-                    code = &mut rx => break code.ok(),
+                    code = &mut rx => break code.map_or(LocalOutcome::NoAnswer, LocalOutcome::Final),
                     _ = tokio::time::sleep_until(wake) => {
                         if tokio::time::Instant::now() >= deadline {
-                            break None;
+                            break LocalOutcome::NoAnswer;
                         }
                         // Timer E (§17.1.2.2): only unreliable transports retransmit.
                         if d.proto == Proto::Udp {
@@ -110,55 +124,32 @@ impl Drop for LocalEntry<'_> {
     }
 }
 
-/// The request as sent: RFC 3261 §8.1.1 mandatory headers, no body.
-fn render(req: &LocalRequest, branch: &str, n: u64) -> String {
+/// The request as sent: RFC 3261 §8.1.1 mandatory headers, no body. A fresh request gets
+/// a From tag and a Call-ID of its own; one inside a dialog (§12.2.1.1) carries the
+/// dialog's Call-ID, tags and route set.
+fn render(req: &LocalRequest, branch: &str, n: u64) -> Vec<u8> {
+    let via = format!("SIP/2.0/{} {};branch={branch};rport", req.dest.proto.via_token(), req.via_addr);
+    let head = NewRequest {
+        method: &req.method,
+        ruri: &req.ruri,
+        via: &via,
+        max_forwards: req.max_forwards,
+        ..Default::default()
+    };
     if let Some(d) = &req.dialog {
-        return render_in_dialog(req, d, branch);
+        return build_request(&NewRequest {
+            route: &d.route,
+            from: &d.from,
+            to: &d.to,
+            call_id: &d.call_id,
+            cseq: d.cseq,
+            ..head
+        });
     }
     let tag = format!("{:08x}", fastrand::u32(..));
     let via_host = req.via_addr.rsplit_once(':').map_or(req.via_addr.as_str(), |(h, _)| h);
-    format!(
-        "{method} {ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/{proto} {via};branch={branch};rport\r\n\
-         Max-Forwards: {mf}\r\n\
-         From: <{from}>;tag={tag}\r\n\
-         To: <{ruri}>\r\n\
-         Call-ID: {tag}-{n:x}@{via_host}\r\n\
-         CSeq: 1 {method}\r\n\
-         Content-Length: 0\r\n\r\n",
-        method = req.method,
-        ruri = req.ruri,
-        proto = req.dest.proto.via_token(),
-        via = req.via_addr,
-        mf = req.max_forwards,
-        from = req.from,
-    )
-}
-
-/// An in-dialog request (RFC 3261 §12.2.1.1): the dialog's Call-ID, tags and route set.
-fn render_in_dialog(req: &LocalRequest, d: &InDialog, branch: &str) -> String {
-    let mut s = format!(
-        "{method} {ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/{proto} {via};branch={branch};rport\r\n\
-         Max-Forwards: {mf}\r\n",
-        method = req.method,
-        ruri = req.ruri,
-        proto = req.dest.proto.via_token(),
-        via = req.via_addr,
-        mf = req.max_forwards,
-    );
-    for r in &d.route {
-        s.push_str("Route: ");
-        s.push_str(r);
-        s.push_str("\r\n");
-    }
-    s.push_str(&format!(
-        "From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-        from = d.from,
-        to = d.to,
-        cid = d.call_id,
-        cseq = d.cseq,
-        method = req.method,
-    ));
-    s
+    let from = format!("<{}>;tag={tag}", req.from);
+    let to = format!("<{}>", req.ruri);
+    let call_id = format!("{tag}-{n:x}@{via_host}");
+    build_request(&NewRequest { from: &from, to: &to, call_id: &call_id, cseq: 1, ..head })
 }

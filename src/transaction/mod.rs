@@ -18,7 +18,7 @@ mod server;
 pub mod stats;
 
 pub use key::request_key;
-pub use local::{InDialog, LocalRequest};
+pub use local::{InDialog, LocalOutcome, LocalRequest};
 pub use server::top_via_removal;
 pub use stats::{ByClass, Counter, TmStats, STATUS_CLASSES};
 

@@ -1,5 +1,6 @@
 //! The dialog module's MI commands (`dlg_list`, `dlg_end_dlg`, `profile_get_size`,
-//! `profile_list_dlgs`, `list_all_profiles`, `dlg_db_sync`, `dlg_restore_db`) and its
+//! `profile_list_dlgs`, `list_all_profiles`, `dlg_db_sync`, `dlg_restore_db`, siprox's
+//! `dlg_resync`) and its
 //! `dialog:` statistics (docs/mi.md).
 
 use super::persist::DialogStore;
@@ -159,9 +160,10 @@ fn register_statistics(mi: &Arc<Mi>, dialogs: &Arc<Dialogs>) {
 }
 
 /// Registers the commands that move dialogs between memory and the `dialog` table:
-/// `dlg_db_sync` (the table := the confirmed dialogs in memory) and `dlg_restore_db`
-/// (dialogs of the table not in memory are loaded). They work in every `db_mode`: with 0
-/// they are the only way the table is written or read.
+/// `dlg_db_sync` (the table := the confirmed dialogs in memory), `dlg_restore_db`
+/// (dialogs of the table not in memory are loaded) and `dlg_resync` (also forgets the
+/// dialogs whose row another node deleted). They work in every `db_mode`: with 0 they are
+/// the only way the table is written or read.
 pub fn install_db(mi: &Arc<Mi>, store: DialogStore) {
     let s = store.clone();
     mi.commands.register(Command::new("dlg_db_sync", &[&[]], move |_p: Params| {
@@ -173,13 +175,23 @@ pub fn install_db(mi: &Arc<Mi>, store: DialogStore) {
             }
         }
     }));
-    let s = store;
+    let s = store.clone();
     mi.commands.register(Command::new("dlg_restore_db", &[&[]], move |_p: Params| {
         let s = s.clone();
         async move {
             match s.restore().await {
                 Ok(_) => Ok(json!("OK")),
                 Err(e) => Err(MiError::internal(format!("dlg_restore_db: the {} table was not read: {e}", s.table()))),
+            }
+        }
+    }));
+    let s = store;
+    mi.commands.register(Command::new("dlg_resync", &[&[]], move |_p: Params| {
+        let s = s.clone();
+        async move {
+            match s.resync().await {
+                Ok((restored, forgotten)) => Ok(json!({ "Restored": restored, "Forgotten": forgotten })),
+                Err(e) => Err(MiError::internal(format!("dlg_resync: the {} table was not read: {e}", s.table()))),
             }
         }
     }));

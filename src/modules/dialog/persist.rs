@@ -99,6 +99,38 @@ impl DialogStore {
         Ok(n)
     }
 
+    /// Brings memory in line with the table another node keeps (`dlg_resync`: a standby
+    /// taking over): every confirmed dialog known to have had a row that is gone now ended on
+    /// the other node and is forgotten ([`Dialogs::forget`]: no BYE, no row change, its
+    /// profiles stop counting it); then the rows memory lacks are restored as
+    /// [`DialogStore::restore`] does. Returns (restored, forgotten).
+    ///
+    /// Only dialogs with a row are candidates: one confirmed here whose row is still pending
+    /// (db_mode 2, 3, or a write in flight) is this node's own and stays. Which dialogs have
+    /// a row is noted before the table is read, so a row written meanwhile is not taken for
+    /// gone.
+    ///
+    /// # Errors
+    /// The table could not be read; memory is then left as it was.
+    pub async fn resync(&self) -> Result<(usize, usize), DbError> {
+        let with_rows: HashSet<u64> = self.rows().clone();
+        let rows = store::load(&self.db, &self.table).await?;
+        let live: HashSet<u64> =
+            rows.iter().filter(|r| DlgState::from_db(r.state) != DlgState::Deleted).map(|r| r.dlg_id as u64).collect();
+        let mut forgotten = 0;
+        for dlg in self.dialogs.list() {
+            let gone = with_rows.contains(&dlg.id) && !live.contains(&dlg.id);
+            if gone && dlg.state().is_confirmed() && self.dialogs.forget(&dlg) {
+                self.rows().remove(&dlg.id);
+                forgotten += 1;
+            }
+        }
+        let restored = put_back(&self.db, &self.dialogs, &self.table, &rows, Some(&self.rows)).await;
+        self.restored.store(true, Ordering::Release);
+        tracing::info!(table = %self.table, restored, forgotten, "dialogs resynchronised with the database");
+        Ok((restored, forgotten))
+    }
+
     /// True once [`DialogStore::restore`] succeeded.
     fn rows(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
@@ -187,8 +219,22 @@ async fn restore_rows(
     with_rows: Option<&Mutex<HashSet<u64>>>,
 ) -> Result<usize, DbError> {
     let rows = store::load(db, table).await?;
+    let restored = put_back(db, dialogs, table, &rows, with_rows).await;
+    tracing::info!(table, rows = rows.len(), restored, "dialogs restored from the database");
+    Ok(restored)
+}
+
+/// Puts the dialogs of `rows` (read from `table`) that memory lacks back, deleting the rows
+/// of ended dialogs; how many came back. See [`restore_rows`] for `with_rows`.
+async fn put_back(
+    db: &Db,
+    dialogs: &Dialogs,
+    table: &str,
+    rows: &[DialogRecord],
+    with_rows: Option<&Mutex<HashSet<u64>>>,
+) -> usize {
     let mut restored = 0;
-    for rec in &rows {
+    for rec in rows {
         if DlgState::from_db(rec.state) == DlgState::Deleted {
             if let Err(e) = store::delete(db, table, rec.dlg_id).await {
                 tracing::warn!(error = %e, dlg_id = rec.dlg_id, "row of an ended dialog not removed");
@@ -202,8 +248,7 @@ async fn restore_rows(
             restored += 1;
         }
     }
-    tracing::info!(table, rows = rows.len(), restored, "dialogs restored from the database");
-    Ok(restored)
+    restored
 }
 
 /// The task that writes dialogs behind the table (db_mode 1–3). Dropping it stops the

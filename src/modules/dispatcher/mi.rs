@@ -142,10 +142,11 @@ fn dest_json(d: &DestInfo, full: bool) -> Value {
 
 type PickAtomic = fn(&Dispatcher) -> &AtomicU64;
 
-const COUNTERS: [(&str, PickAtomic); 10] = [
+const COUNTERS: [(&str, PickAtomic); 11] = [
     ("probes_sent", |d| &d.stats.probes_sent),
     ("probes_ok", |d| &d.stats.probe_ok),
     ("probes_failed", |d| &d.stats.probe_failed),
+    ("probes_not_sent", |d| &d.stats.probe_not_sent),
     ("became_active", |d| &d.stats.to_active),
     ("became_inactive", |d| &d.stats.to_inactive),
     ("became_probing", |d| &d.stats.to_probing),
@@ -202,9 +203,14 @@ fn collect(ds: &Dispatcher, e: &mut Exposition) {
         load(&s.probes_sent),
     );
     let name = "siprox_dispatcher_probe_results_total";
-    e.family(name, Kind::Counter, "Probe outcomes: a good reply (ok) or a bad reply or timeout (failed).");
+    e.family(
+        name,
+        Kind::Counter,
+        "Probe outcomes: a good reply (ok), a bad reply or timeout (failed), not sent from this host (not_sent).",
+    );
     e.sample(name, &[("result", "ok")], load(&s.probe_ok));
     e.sample(name, &[("result", "failed")], load(&s.probe_failed));
+    e.sample(name, &[("result", "not_sent")], load(&s.probe_not_sent));
     let name = "siprox_dispatcher_state_changes_total";
     e.family(name, Kind::Counter, "Destination state changes, by the new state.");
     e.sample(name, &[("to", "active")], load(&s.to_active));

@@ -232,6 +232,8 @@ pub struct DsStats {
     /// Probe results that were good / bad (timeouts included).
     pub probe_ok: AtomicU64,
     pub probe_failed: AtomicU64,
+    /// Probes this host could not send (a standby's sockets): no result was recorded.
+    pub probe_not_sent: AtomicU64,
     /// State changes, by new state.
     pub to_active: AtomicU64,
     pub to_inactive: AtomicU64,
@@ -647,6 +649,12 @@ impl Dispatcher {
     /// Whether `code` is a good probe reply: 200 or one of `options_reply_codes`.
     pub fn is_good_reply(&self, code: u16) -> bool {
         code == 200 || self.params.reply_codes.contains(&(code as i64))
+    }
+
+    /// A probe that could not leave this host: counted, and nothing else (the destination's
+    /// state, failure count and last probe stay as they are).
+    pub fn probe_not_sent(&self) {
+        self.stats.probe_not_sent.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The outcome of probing `target`: `Some(code)` the final reply, `None` no reply

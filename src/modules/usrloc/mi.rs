@@ -1,5 +1,5 @@
 //! usrloc's MI commands (`ul_dump`, `ul_show_contact`, `ul_rm`, `ul_rm_contact`, `ul_add`,
-//! `ul_flush`, `ul_sync`) and its `usrloc:` statistics (docs/mi.md). Parameter names and
+//! `ul_flush`, `ul_sync`, siprox's `ul_refresh`) and its `usrloc:` statistics (docs/mi.md). Parameter names and
 //! reply fields are OpenSIPS 3.x's, so opensips-cli and control panels read them unchanged.
 
 use super::persist::UsrlocStore;
@@ -263,7 +263,7 @@ fn register_db(mi: &Arc<Mi>, store: UsrlocStore) {
             }
         }
     }));
-    let s = store;
+    let s = store.clone();
     mi.commands.register(Command::new("ul_sync", &[&[], &["table_name"]], move |p: Params| {
         let s = s.clone();
         async move {
@@ -277,6 +277,17 @@ fn register_db(mi: &Arc<Mi>, store: UsrlocStore) {
             match s.sync(&table).await {
                 Ok(_) => Ok(json!("OK")),
                 Err(e) => Err(MiError::internal(format!("ul_sync: the {table} table was not written: {e}"))),
+            }
+        }
+    }));
+    // siprox's own: the reverse of ul_sync, for a standby taking over (docs/usrloc.md).
+    let s = store;
+    mi.commands.register(Command::new("ul_refresh", &[&[]], move |_p: Params| {
+        let s = s.clone();
+        async move {
+            match s.refresh().await {
+                Ok(n) => Ok(json!({ "Applied": n })),
+                Err(e) => Err(MiError::internal(format!("ul_refresh: the table was not read: {e}"))),
             }
         }
     }));
@@ -345,6 +356,7 @@ mod tests {
         assert_eq!(call("ul_rm", json!(["location", "bob"])).await, Ok(json!("OK")));
         assert_eq!(call("ul_flush", json!([])).await, Ok(json!("OK")));
         assert_eq!(call("ul_sync", json!([])).await.unwrap_err().code, 400);
+        assert_eq!(call("ul_refresh", json!([])).await, Ok(json!({ "Applied": 0 })), "no database: nothing to read");
         let stats = mi.statistics.select(&["usrloc:".to_string()]).expect("stats");
         assert_eq!(stats["usrloc:registered_users"], 0);
     }

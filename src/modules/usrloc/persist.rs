@@ -7,6 +7,8 @@
 //!   write-back:              every timer_interval, and at shutdown (Writer::flush)
 //!   sql-only:                every sync_interval_ms the rows other nodes wrote are read
 //!                            back (apply_remote), and every few seconds the ids compared
+//!   every mode with a DB:    on request (UsrlocStore::refresh, `ul_refresh`) both at once,
+//!                            e.g. by a standby taking over from the node that wrote them
 //! ```
 //!
 //! The routing path only puts a change on an unbounded channel. One task owns the channel,
@@ -58,6 +60,8 @@ enum Request {
     Flush(oneshot::Sender<Result<usize, DbError>>),
     /// Make the table hold exactly the memory copy (`ul_sync`).
     Sync(String, oneshot::Sender<Result<usize, DbError>>),
+    /// Make the memory copy hold exactly the table's live rows (`ul_refresh`).
+    Refresh(oneshot::Sender<Result<usize, DbError>>),
 }
 
 /// What the management interface holds of the writer: its mode and a way to ask it.
@@ -105,6 +109,22 @@ impl UsrlocStore {
                 ask(tx, |reply| Request::Sync(table, reply)).await
             }
             (None, _) => Err(DbError::Invalid("ul_sync: usrloc keeps no database (single-instance-no-db)".into())),
+        }
+    }
+
+    /// Brings memory up to date with the table now, in every mode that keeps one (not only
+    /// `sql-only`, which does it on its own): the rows changed since the last read are put
+    /// in, bindings whose row is gone are dropped, live rows memory lacks are loaded. A
+    /// standby that loaded the table at start and sat idle calls it (`ul_refresh`) as it
+    /// takes over, and then holds what the active node wrote. Returns how many bindings
+    /// were put in or dropped (0 with no database).
+    ///
+    /// # Errors
+    /// The table could not be read (memory stays as it was), or the writer stopped.
+    pub async fn refresh(&self) -> Result<usize, DbError> {
+        match &self.requests {
+            Some(tx) => ask(tx, Request::Refresh).await,
+            None => Ok(0),
         }
     }
 }
@@ -235,6 +255,10 @@ impl Task {
                         let r = self.sync(&table).await;
                         let _ = reply.send(r);
                     }
+                    Some(Request::Refresh(reply)) => {
+                        let r = self.refresh().await;
+                        let _ = reply.send(r);
+                    }
                     None => return,
                 },
                 _ = std::future::ready(()), if write_now => {
@@ -279,7 +303,7 @@ impl Task {
                         reason: "the migrations have not run yet".into(),
                     };
                     match req {
-                        Some(Request::Flush(reply) | Request::Sync(_, reply)) => {
+                        Some(Request::Flush(reply) | Request::Sync(_, reply) | Request::Refresh(reply)) => {
                             let _ = reply.send(Err(not_ready()));
                         }
                         None => return,
@@ -344,15 +368,9 @@ impl Task {
     /// sql-only: the rows other nodes wrote since the last look, and now and then the
     /// deletions (ids in memory the table no longer has).
     async fn read_back(&mut self) {
-        let use_domain = self.ul.use_domain;
         for table in self.tables() {
-            let since = self.since.get(&table).copied().unwrap_or(0);
-            match store::changed_since(&self.db, &table, since.saturating_sub(STAMP_MARGIN_MS), use_domain).await {
-                Ok(rows) => {
-                    self.drain();
-                    self.apply_rows(&table, rows);
-                }
-                Err(e) => tracing::warn!(table, error = %e, "usrloc: the shared table was not read; trying again"),
+            if let Err(e) = self.read_changed(&table).await {
+                tracing::warn!(table, error = %e, "usrloc: the shared table was not read; trying again");
             }
         }
         if self.last_reconcile.elapsed() >= RECONCILE_EVERY {
@@ -365,9 +383,35 @@ impl Task {
         }
     }
 
+    /// Puts into memory the rows of `table` stamped since the last read (less the margin);
+    /// how many were put.
+    async fn read_changed(&mut self, table: &str) -> Result<usize, DbError> {
+        let since = self.since.get(table).copied().unwrap_or(0);
+        let rows =
+            store::changed_since(&self.db, table, since.saturating_sub(STAMP_MARGIN_MS), self.ul.use_domain).await?;
+        self.drain();
+        Ok(self.apply_rows(table, rows))
+    }
+
+    /// `ul_refresh`: for every table, the changed rows and the id comparison at once, in
+    /// whatever mode; how many bindings were put in or dropped. The first table that
+    /// cannot be read ends it with the error (what was applied before stays: it is newer).
+    async fn refresh(&mut self) -> Result<usize, DbError> {
+        let mut n = 0;
+        for table in self.tables() {
+            self.drain();
+            n += self.read_changed(&table).await?;
+            n += self.reconcile(&table).await?;
+        }
+        self.last_reconcile = Instant::now();
+        tracing::info!(bindings = n, "usrloc refreshed from the database");
+        Ok(n)
+    }
+
     /// Drops from memory the bindings whose row is gone (another node removed them) and
-    /// loads the live rows memory lacks (a node whose clock stamped them too far back).
-    async fn reconcile(&mut self, table: &str) -> Result<(), DbError> {
+    /// loads the live rows memory lacks (a node whose clock stamped them too far back);
+    /// how many bindings were dropped or loaded.
+    async fn reconcile(&mut self, table: &str) -> Result<usize, DbError> {
         // Memory first: a binding saved locally while the query runs is not a candidate.
         let before: Vec<i64> = self.ul.ids(table);
         let in_table: HashSet<i64> = store::ids(&self.db, table, Some(now())).await?.into_iter().collect();
@@ -381,16 +425,17 @@ impl Task {
             }
         }
         let known: HashSet<i64> = self.ul.ids(table).into_iter().collect();
+        let mut loaded = 0;
         if in_table.iter().any(|id| !known.contains(id)) {
             let rows = store::load(&self.db, table, self.ul.use_domain).await?;
             self.drain();
             let rows = rows.into_iter().filter(|r| !known.contains(&r.contact.id)).collect();
-            self.apply_rows(table, rows);
+            loaded = self.apply_rows(table, rows);
         }
         if gone > 0 {
             tracing::debug!(table, gone, "usrloc: contacts removed by other nodes dropped");
         }
-        Ok(())
+        Ok(gone + loaded)
     }
 
     /// Deletes rows that expired: this node's sweep removes the bindings it has in memory,
