@@ -9,6 +9,7 @@
 //! kept for inspection.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod recording;
 pub mod testdb;
 
@@ -329,7 +330,17 @@ impl Proxy {
     pub fn start_with_core(label: &str, script: &str, core_toml: &str, extra_toml: &str) -> Proxy {
         let dir = TempDir::new(label);
         fs::write(dir.join("route.rhai"), script).unwrap();
-        Self::launch(dir, "route.rhai", core_toml, extra_toml)
+        Self::launch(dir, "route.rhai", None, core_toml, extra_toml)
+    }
+
+    /// Like `start_with`, with `listen` as the `[core] listen` entries (e.g.
+    /// `udp:192.0.2.1:5060`, an address this host does not hold: every socket is bound
+    /// with IP_FREEBIND, so it binds and every send from it fails) instead of UDP and TCP on
+    /// 127.0.0.1. `port` is then only reserved, nothing listens on it.
+    pub fn start_listening(label: &str, script: &str, listen: &[&str], extra_toml: &str) -> Proxy {
+        let dir = TempDir::new(label);
+        fs::write(dir.join("route.rhai"), script).unwrap();
+        Self::launch(dir, "route.rhai", Some(listen), "", extra_toml)
     }
 
     /// Like `start_with`, but `[core] script` names an existing script file
@@ -344,20 +355,25 @@ impl Proxy {
         assert!(script.is_absolute() && script.exists(), "script file {} must exist and be absolute", script.display());
         let dir = TempDir::new(label);
         let path = script.to_str().expect("script path is UTF-8");
-        Self::launch(dir, path, core_toml, extra_toml)
+        Self::launch(dir, path, None, core_toml, extra_toml)
     }
 
     /// Writes siprox.toml (with `script` as `[core] script`, as a TOML basic
-    /// string, and the management interface on a port of its own) into `dir`
-    /// and starts the binary there.
-    fn launch(dir: TempDir, script: &str, core_toml: &str, extra_toml: &str) -> Proxy {
+    /// string, `listen` or else UDP and TCP on 127.0.0.1:port as `[core] listen`, and
+    /// the management interface on a port of its own) into `dir` and starts the
+    /// binary there.
+    fn launch(dir: TempDir, script: &str, listen: Option<&[&str]>, core_toml: &str, extra_toml: &str) -> Proxy {
         let port = free_port();
         let mi_port = free_port();
         let script_toml = script.replace('\\', "\\\\").replace('"', "\\\"");
+        let listen = match listen {
+            Some(l) => l.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", "),
+            None => format!("\"udp:{LOCALHOST}:{port}\", \"tcp:{LOCALHOST}:{port}\""),
+        };
         let config = format!(
             r#"# siprox end-to-end test config (tests/support/mod.rs)
 [core]
-listen = ["udp:{LOCALHOST}:{port}", "tcp:{LOCALHOST}:{port}"]
+listen = [{listen}]
 script = "{script_toml}"
 {core_toml}
 
@@ -520,6 +536,8 @@ pub struct Sipp {
     timeout_s: u32,
     msg_log: bool,
     extra: Vec<String>,
+    /// (namespace's real name, local IP): run in a network namespace
+    netns: Option<(String, String)>,
 }
 
 impl Sipp {
@@ -532,6 +550,12 @@ impl Sipp {
     /// (SIPp's -rsa): for routes that relay by Request-URI.
     pub fn uac_to(name: &str, scenario_file: &str, proxy: &Proxy, proto: Proto, target: SocketAddr) -> Sipp {
         Sipp::new(name, scenario_file, proto, free_port(), Some(target)).arg("-rsa").arg(&proxy.addr().to_string())
+    }
+
+    /// A UAC that sends to `remote`, any address (e.g. a virtual IP inside a
+    /// namespace lab, with `in_netns`), not a `Proxy`.
+    pub fn uac_addr(name: &str, scenario_file: &str, proto: Proto, remote: SocketAddr) -> Sipp {
+        Sipp::new(name, scenario_file, proto, free_port(), Some(remote))
     }
 
     pub fn uas(name: &str, scenario_file: &str, port: u16, proto: Proto) -> Sipp {
@@ -549,6 +573,7 @@ impl Sipp {
             timeout_s: 30,
             msg_log: false,
             extra: Vec::new(),
+            netns: None,
         }
     }
 
@@ -570,6 +595,15 @@ impl Sipp {
         self
     }
 
+    /// Runs SIPp inside network namespace `ns_real` (a real name, see
+    /// `netns::Lab::ns_name`) as `ip netns exec NS sipp …`, bound to
+    /// `local_ip` (-i) instead of 127.0.0.1. A UAS is then waited for (until
+    /// it listens) inside that namespace.
+    pub fn in_netns(mut self, ns_real: &str, local_ip: &str) -> Sipp {
+        self.netns = Some((ns_real.to_string(), local_ip.to_string()));
+        self
+    }
+
     pub fn args(mut self, list: &[&str]) -> Sipp {
         for a in list {
             self = self.arg(a);
@@ -587,13 +621,22 @@ impl Sipp {
         let out = dir.join(&format!("{}.out", self.name));
         let err = dir.join(&format!("{}.err", self.name));
         let msg = dir.join(&format!("{}.msg", self.name));
-        let mut cmd = Command::new(bin);
+        // `ip netns exec` execs sipp in its own process: the child's PID is sipp's.
+        let mut cmd = match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let local_ip = self.netns.as_ref().map(|(_, ip)| ip.clone()).unwrap_or_else(|| LOCALHOST.to_string());
         if let Some(r) = self.remote {
             cmd.arg(r.to_string());
         }
         cmd.arg("-sf").arg(&self.scenario);
         cmd.args(["-t", if self.proto == Proto::Tcp { "t1" } else { "u1" }]);
-        cmd.args(["-i", LOCALHOST, "-p", &self.port.to_string()]);
+        cmd.args(["-i", &local_ip, "-p", &self.port.to_string()]);
         cmd.args(["-m", &self.calls.to_string()]);
         cmd.args(["-timeout", &format!("{}s", self.timeout_s), "-timeout_error"]);
         cmd.args(["-nostdin", "-trace_err", "-error_file"]).arg(&err);
@@ -621,7 +664,11 @@ impl Sipp {
         if self.remote.is_none() {
             // a backend: wait until it listens before anyone sends to it
             let end = Instant::now() + Duration::from_secs(10);
-            while !is_bound(self.port, self.proto) {
+            let bound = || match &self.netns {
+                Some((ns, ip)) => netns::is_bound_in(ns, ip, self.port, self.proto),
+                None => is_bound(self.port, self.proto),
+            };
+            while !bound() {
                 if running.child.try_wait().is_some() || Instant::now() > end {
                     panic!("sipp {} did not start listening:\n{}", running.name, running.report());
                 }
