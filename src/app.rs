@@ -25,6 +25,8 @@ pub enum AppError {
     Mi(#[from] mi::ServerError),
     #[error("database: {0}")]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Ha(#[from] crate::ha::HaError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -80,6 +82,9 @@ pub struct Running {
     pub usrloc_writer: Option<usrloc::persist::Writer>,
     /// The expiry sweep of the registrations; stopped with the proxy.
     usrloc_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// `[ha]`: this node of the active/standby pair; [`run`] hands the VIP over before
+    /// stopping.
+    pub ha: Option<Arc<crate::ha::Ha>>,
 }
 
 impl Drop for Running {
@@ -177,6 +182,21 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
     let auth_task = Some(tokio::spawn(load_auth(modules.auth.clone(), auth_loader)));
     let (dialog_writer, dialog_tasks) = start_dialogs(cfg, &mi, &db, &modules);
     let (usrloc_writer, usrloc_tasks) = start_usrloc(cfg, &mi, &db, &modules);
+    let ha = match cfg.ha.enabled() {
+        true => {
+            let hook =
+                takeover_hook(usrloc_writer.as_ref().map(|w| w.store()), dialog_writer.as_ref().map(|w| w.store()));
+            let ha = Arc::new(crate::ha::Ha::start(
+                &cfg.ha,
+                cfg.fingerprint.as_deref(),
+                proxy.script().clone(),
+                Some(hook),
+            )?);
+            mi::ha::install(&mi, ha.clone());
+            Some(ha)
+        }
+        false => None,
+    };
     Ok(Running {
         transport,
         tm,
@@ -191,6 +211,41 @@ pub fn start_with(cfg: &Config, host: ScriptHost, db: Arc<Db>, modules: Modules)
         auth_task,
         usrloc_writer,
         usrloc_tasks,
+        ha,
+    })
+}
+
+/// What a node taking the VIP over reloads first (design.md §4): the registrations and the
+/// dialogs (with their profiles, the load balancer's counts) that the other node wrote.
+fn takeover_hook(
+    ul: Option<usrloc::persist::UsrlocStore>,
+    dlg: Option<dialog::persist::DialogStore>,
+) -> crate::ha::Hook {
+    Arc::new(move || {
+        let (ul, dlg) = (ul.clone(), dlg.clone());
+        Box::pin(async move {
+            let registrations = async {
+                match &ul {
+                    Some(s) => match s.refresh().await {
+                        Ok(n) => tracing::info!(changed = n, "ha: registrations reloaded from the database"),
+                        Err(e) => tracing::error!(error = %e, "ha: registrations not reloaded"),
+                    },
+                    None => {}
+                }
+            };
+            let dialogs = async {
+                match &dlg {
+                    Some(s) => match s.resync().await {
+                        Ok((restored, forgotten)) => {
+                            tracing::info!(restored, forgotten, "ha: dialogs reloaded from the database")
+                        }
+                        Err(e) => tracing::error!(error = %e, "ha: dialogs not reloaded"),
+                    },
+                    None => {}
+                }
+            };
+            tokio::join!(registrations, dialogs);
+        })
     })
 }
 
@@ -527,6 +582,14 @@ pub async fn run(cfg: Config, from_file: bool) -> Result<(), AppError> {
             Err(_) => {
                 tracing::warn!(after = ?limit, "registrations not written to the database at shutdown: no answer in time")
             }
+        }
+    }
+    if let Some(ha) = &running.ha {
+        // After the writers: the peer that takes over reads what they wrote.
+        match tokio::time::timeout(Duration::from_secs(2), ha.leave()).await {
+            Ok(Ok(())) => tracing::info!("ha: VIP handed over"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "ha: VIP not handed over"),
+            Err(_) => tracing::warn!("ha: VIP hand-over timed out"),
         }
     }
     drop(running);

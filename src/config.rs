@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -32,9 +33,14 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub nathelper: NathelperConfig,
     pub auth: AuthConfig,
+    pub ha: HaConfig,
     /// Where the file was read from; relative paths in it (the script) resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// SHA-256 of the file's settings (comments, layout and `[ha] node` left out), which
+    /// the HA heartbeats carry so a pair notices when its nodes run different files.
+    #[serde(skip)]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -647,6 +653,231 @@ fn int_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error
     }
 }
 
+/// `[ha]`: the active/standby pair (design.md §5, docs/ha.md). Off while `vip` is empty.
+/// Timings follow Heartbeat's ha.cf: a number is seconds, a string a duration ("100ms").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaConfig {
+    /// This node's name; empty: `$SIPROX_HA_NODE`, else the host name (ha.cf `node`
+    /// names are `uname -n`). Left out of the files' fingerprint, so the same file can
+    /// serve both nodes.
+    pub node: String,
+    /// The pair (ha.cf `node` lines), each with its priority: with `auto_failback`, the
+    /// highest is the preferred holder.
+    pub nodes: Vec<HaNode>,
+    /// The virtual IP, `address/prefix` (or Heartbeat's `address/netmask`).
+    pub vip: String,
+    /// The interface the VIP is added to.
+    pub interface: String,
+    /// Heartbeat paths, as ha.cf lines: `ucast IFACE ADDR…` (a node skips its own
+    /// addresses, so one line can list both), `bcast IFACE`, `mcast IFACE GROUP PORT TTL`.
+    /// Two paths over different links are what keeps a pair from splitting.
+    pub paths: Vec<String>,
+    /// UDP port of `ucast` and `bcast` paths.
+    pub udpport: u16,
+    /// Between two heartbeats.
+    #[serde(deserialize_with = "ha_time")]
+    pub keepalive: Duration,
+    /// Silence after which a late heartbeat is logged and counted.
+    #[serde(deserialize_with = "ha_time")]
+    pub warntime: Duration,
+    /// Silence on every path after which a peer is dead.
+    #[serde(deserialize_with = "ha_time")]
+    pub deadtime: Duration,
+    /// At start, how long to wait to hear the peers before taking the VIP alone.
+    #[serde(deserialize_with = "ha_time")]
+    pub initdead: Duration,
+    /// A returning node of higher priority takes the VIP back (ha.cf `on`/`off`).
+    #[serde(deserialize_with = "on_off")]
+    pub auto_failback: bool,
+    /// The shared key (ha.cf authkeys): a file readable by its owner only; relative to the
+    /// config file.
+    pub key_file: PathBuf,
+    /// Heartbeats older than this (by their sender's clock) are dropped as stale.
+    #[serde(deserialize_with = "ha_time")]
+    pub max_age: Duration,
+    /// Run through `sh -c` before taking the VIP from a peer that went silent (STONITH);
+    /// exit 0 means the peer is fenced. `$SIPROX_HA_PEER`, `$SIPROX_HA_NODE` and
+    /// `$SIPROX_HA_VIP` are set. Empty: no fencing.
+    pub fence_command: String,
+    #[serde(deserialize_with = "ha_time")]
+    pub fence_timeout: Duration,
+    /// After a failed fencing, the pause before the next try.
+    #[serde(deserialize_with = "ha_time")]
+    pub fence_retry: Duration,
+    /// `HOST[:PORT]` of this node's own SIP service, asked with OPTIONS (empty: no check).
+    /// When it is the VIP it is asked only while this node holds it.
+    pub health_check: String,
+    #[serde(deserialize_with = "ha_time")]
+    pub health_interval: Duration,
+    #[serde(deserialize_with = "ha_time")]
+    pub health_timeout: Duration,
+    /// Failed checks in a row after which the node gives the VIP up.
+    pub health_failures: u32,
+    /// After giving the VIP up for a failed check (with the VIP as target, which a standby
+    /// cannot ask), how long before the node may take it again.
+    #[serde(deserialize_with = "ha_time")]
+    pub health_holdoff: Duration,
+}
+
+/// One node of the pair.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HaNode {
+    pub name: String,
+    #[serde(default)]
+    pub priority: u16,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            node: String::new(),
+            nodes: Vec::new(),
+            vip: String::new(),
+            interface: String::new(),
+            paths: Vec::new(),
+            udpport: 694,
+            keepalive: Duration::from_millis(100),
+            warntime: Duration::from_millis(300),
+            deadtime: Duration::from_millis(500),
+            initdead: Duration::from_secs(3),
+            auto_failback: false,
+            key_file: PathBuf::new(),
+            max_age: Duration::from_secs(10),
+            fence_command: String::new(),
+            fence_timeout: Duration::from_secs(10),
+            fence_retry: Duration::from_secs(2),
+            health_check: String::new(),
+            health_interval: Duration::from_secs(1),
+            health_timeout: Duration::from_millis(500),
+            health_failures: 3,
+            health_holdoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HaConfig {
+    pub fn enabled(&self) -> bool {
+        !self.vip.trim().is_empty()
+    }
+
+    /// # Errors
+    /// Timings out of order, no path, no key, or this node not among `nodes`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let bad = |m: String| Err(ConfigError::Invalid(format!("[ha] {m}")));
+        if self.interface.trim().is_empty() {
+            return bad("interface is required with vip".into());
+        }
+        if self.paths.is_empty() {
+            return bad("paths: at least one heartbeat path (two on different links avoid split brain)".into());
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return bad("key_file is required: heartbeats are authenticated".into());
+        }
+        if self.keepalive.is_zero() || self.warntime < self.keepalive || self.deadtime < self.warntime {
+            return bad(format!(
+                "keepalive ({:?}) <= warntime ({:?}) <= deadtime ({:?}) is required",
+                self.keepalive, self.warntime, self.deadtime
+            ));
+        }
+        if self.nodes.len() < 2 {
+            return bad("nodes: name both nodes of the pair".into());
+        }
+        let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) || names.iter().any(|n| n.is_empty() || n.len() > 64) {
+            return bad("nodes: names must be distinct, 1 to 64 characters".into());
+        }
+        // Which node this is (node, $SIPROX_HA_NODE, host name) is checked when the node
+        // starts: `siprox ctl` and `siprox check` read the same file from anywhere.
+        Ok(())
+    }
+
+    /// `node`, else `$SIPROX_HA_NODE`, else the host name.
+    pub fn node_name(&self) -> String {
+        if !self.node.trim().is_empty() {
+            return self.node.trim().to_string();
+        }
+        if let Ok(n) = std::env::var("SIPROX_HA_NODE") {
+            if !n.trim().is_empty() {
+                return n.trim().to_string();
+            }
+        }
+        host_name()
+    }
+}
+
+/// `uname -n`.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+    // (or truncates, which the search for NUL below tolerates).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// A time as ha.cf writes it: a number of seconds (`2`, `0.5`) or a duration (`"100ms"`).
+fn ha_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Int(u64),
+        Float(f64),
+        Text(String),
+    }
+    match Form::deserialize(d)? {
+        Form::Int(s) => Ok(Duration::from_secs(s)),
+        Form::Float(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
+        Form::Float(f) => Err(serde::de::Error::custom(format!("{f} is not a time"))),
+        Form::Text(t) => match t.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
+            _ => humantime::parse_duration(t.trim())
+                .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a time: {e}"))),
+        },
+    }
+}
+
+/// ha.cf's `on`/`off`, or a boolean, or `1`/`0`.
+fn on_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Bool(bool),
+        Int(i64),
+        Text(String),
+    }
+    match Form::deserialize(d)? {
+        Form::Bool(b) => Ok(b),
+        Form::Int(i) => Ok(i != 0),
+        Form::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" => Ok(true),
+            "off" | "no" | "false" => Ok(false),
+            other => Err(serde::de::Error::custom(format!("{other:?}: want on or off"))),
+        },
+    }
+}
+
+/// SHA-256 (hex) of a config text's settings: parsed and printed back, so comments and
+/// layout do not count, with `[ha] node` left out (the one key that differs by node).
+pub fn fingerprint(text: &str) -> Option<String> {
+    use sha2::Digest;
+    let mut value: toml::Table = toml::from_str(text).ok()?;
+    if let Some(toml::Value::Table(ha)) = value.get_mut("ha") {
+        ha.remove("node");
+    }
+    let canonical = toml::to_string(&value).ok()?;
+    let digest = sha2::Sha256::digest(canonical.as_bytes());
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A boolean written as `true`/`false` or as OpenSIPS's `1`/`0`.
 fn bool_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -673,6 +904,12 @@ impl Config {
             .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
         cfg.base_dir = path.parent().map(Path::to_path_buf);
         cfg.db.url = cfg.db.resolved_url(cfg.base_dir.as_deref());
+        cfg.fingerprint = fingerprint(&text);
+        if let (Some(dir), true) = (&cfg.base_dir, cfg.ha.key_file.is_relative()) {
+            if !cfg.ha.key_file.as_os_str().is_empty() {
+                cfg.ha.key_file = dir.join(&cfg.ha.key_file);
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -689,6 +926,7 @@ impl Config {
         }
         self.mi.addr()?;
         self.usrloc.validate()?;
+        self.ha.validate()?;
         if self.dispatcher.ds_probing_mode > 1 {
             return Err(ConfigError::Invalid("[dispatcher] ds_probing_mode must be 0 or 1".into()));
         }
@@ -769,6 +1007,49 @@ mod tests {
         assert_eq!(cfg.nathelper.remove_on_timeout_bflag.as_deref(), Some("DEAD"));
         assert!(cfg.nathelper.oldip_skip && !cfg.nathelper.ping_nated_only);
         assert!(toml::from_str::<Config>("[nathelper]\nnatping_partitions = 2\n").is_err());
+    }
+
+    const HA: &str = "[core]\nlisten = [\"udp:10.0.0.100:5060\"]\n[ha]\nnode = \"lb1\"\nnodes = [{ name = \"lb1\", priority = 100 }, { name = \"lb2\" }]\nvip = \"10.0.0.100/24\"\ninterface = \"eth0\"\npaths = [\"ucast eth1 10.1.0.1 10.1.0.2\"]\nkey_file = \"/etc/siprox/ha.key\"\n";
+
+    #[test]
+    fn ha_times_switches_and_rules() {
+        let cfg: Config = toml::from_str(HA).unwrap();
+        cfg.validate().unwrap();
+        let ha = &cfg.ha;
+        assert!(ha.enabled() && !Config::default().ha.enabled());
+        assert_eq!((ha.keepalive, ha.deadtime), (Duration::from_millis(100), Duration::from_millis(500)));
+        assert_eq!(ha.nodes[1], HaNode { name: "lb2".into(), priority: 0 });
+        let t: Config = toml::from_str(
+            "[ha]\nkeepalive = \"50ms\"\nwarntime = 0.5\ndeadtime = 2\ninitdead = \"1.5\"\nauto_failback = \"on\"\n",
+        )
+        .unwrap();
+        assert_eq!(t.ha.keepalive, Duration::from_millis(50));
+        assert_eq!(t.ha.warntime, Duration::from_millis(500));
+        assert_eq!(t.ha.deadtime, Duration::from_secs(2));
+        assert_eq!(t.ha.initdead, Duration::from_millis(1500));
+        assert!(t.ha.auto_failback);
+        assert!(toml::from_str::<Config>("[ha]\nauto_failback = \"legacy\"\n").is_err());
+        assert!(toml::from_str::<Config>("[ha]\ndeadtime = \"soon\"\n").is_err());
+        for (from, to) in [
+            ("interface = \"eth0\"", "interface = \"\""),
+            ("paths = [\"ucast eth1 10.1.0.1 10.1.0.2\"]", "paths = []"),
+            ("key_file = \"/etc/siprox/ha.key\"", "key_file = \"\""),
+            ("{ name = \"lb2\" }", "{ name = \"lb1\" }"),
+            ("[ha]", "[ha]\ndeadtime = \"50ms\""),
+        ] {
+            let text = HA.replace(from, to);
+            let cfg: Config = toml::from_str(&text).unwrap();
+            assert!(cfg.validate().is_err(), "{to}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_layout_comments_and_the_node_name() {
+        let a = fingerprint(HA).unwrap();
+        let b = fingerprint(&format!("# lb2's copy\n{}", HA.replace("node = \"lb1\"", "node   = \"lb2\""))).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, fingerprint(&HA.replace("eth1", "eth2")).unwrap());
+        assert_eq!(a.len(), 64);
     }
 
     #[test]

@@ -403,8 +403,17 @@ where
 {
     use sqlx::migrate::Migrate;
     let mut conn = pool.acquire().await?;
-    conn.ensure_migrations_table().await?;
-    Ok(conn.list_applied_migrations().await?.into_iter().map(|m| m.version).collect())
+    // Under the migrator's own lock: two nodes of a pair starting together against an
+    // empty database would otherwise both create the table (PostgreSQL refuses the second
+    // CREATE TABLE IF NOT EXISTS with a duplicate-key error).
+    conn.lock().await?;
+    let listed = async {
+        conn.ensure_migrations_table().await?;
+        conn.list_applied_migrations().await
+    }
+    .await;
+    conn.unlock().await?;
+    Ok(listed?.into_iter().map(|m| m.version).collect())
 }
 
 /// Migrates at start-up, as `siprox run` does. SQLite: now, and any error is fatal.

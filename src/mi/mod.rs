@@ -16,6 +16,7 @@
 pub mod builtin;
 pub mod db;
 mod error;
+pub mod ha;
 pub mod metrics;
 mod params;
 mod registry;
