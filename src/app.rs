@@ -225,23 +225,21 @@ fn takeover_hook(
         let (ul, dlg) = (ul.clone(), dlg.clone());
         Box::pin(async move {
             let registrations = async {
-                match &ul {
-                    Some(s) => match s.refresh().await {
+                if let Some(s) = &ul {
+                    match s.refresh().await {
                         Ok(n) => tracing::info!(changed = n, "ha: registrations reloaded from the database"),
                         Err(e) => tracing::error!(error = %e, "ha: registrations not reloaded"),
-                    },
-                    None => {}
+                    }
                 }
             };
             let dialogs = async {
-                match &dlg {
-                    Some(s) => match s.resync().await {
+                if let Some(s) = &dlg {
+                    match s.resync().await {
                         Ok((restored, forgotten)) => {
                             tracing::info!(restored, forgotten, "ha: dialogs reloaded from the database")
                         }
                         Err(e) => tracing::error!(error = %e, "ha: dialogs not reloaded"),
-                    },
-                    None => {}
+                    }
                 }
             };
             tokio::join!(registrations, dialogs);
