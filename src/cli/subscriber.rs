@@ -180,17 +180,7 @@ fn render(rows: &[Subscriber]) -> String {
             dash(s.rpid.as_deref().unwrap_or("")),
         ]);
     }
-    let widths: Vec<usize> = (0..5).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &cells {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.is_empty() {
-        out.push_str("(no subscribers)\n");
-    }
-    out
+    table::columns(&cells, "(no subscribers)")
 }
 
 fn db_failed(e: &DbError) -> ExitCode {

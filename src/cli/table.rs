@@ -335,16 +335,24 @@ pub(super) fn render<T: Table>(rows: &[T::Row]) -> String {
         let j = T::json(r);
         T::COLUMNS.iter().map(|c| cell(&j[*c])).collect()
     }));
+    columns(&cells, "(no destinations)")
+}
+
+/// `cells` (the header row first) as left-aligned columns two spaces apart; `empty`
+/// below the header when there is no other row.
+pub(super) fn columns<R: AsRef<[String]>>(cells: &[R], empty: &str) -> String {
+    let width = cells.first().map_or(0, |r| r.as_ref().len());
     let widths: Vec<usize> =
-        (0..T::COLUMNS.len()).map(|c| cells.iter().map(|row| row[c].chars().count()).max().unwrap_or(0)).collect();
+        (0..width).map(|c| cells.iter().map(|row| row.as_ref()[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
-    for row in &cells {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+    for row in cells {
+        let line: Vec<String> = row.as_ref().iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    if rows.is_empty() {
-        out.push_str("(no destinations)\n");
+    if cells.len() <= 1 {
+        out.push_str(empty);
+        out.push('\n');
     }
     out
 }

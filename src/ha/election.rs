@@ -359,6 +359,16 @@ impl Election {
         out
     }
 
+    /// The VIP could not be added after [`Action::Acquire`]: stand by again, held off for
+    /// `health_holdoff` so a peer that can hold it takes it (health is not touched: the
+    /// SIP service may be fine).
+    pub fn acquire_failed(&mut self, now: Instant) -> Vec<Action> {
+        self.holdoff_until = Some(now + self.p.health_holdoff);
+        let mut out = self.step_down("the VIP could not be added", now);
+        out.extend(self.decide(now));
+        out
+    }
+
     /// `ha_takeover`: leave maintenance and take the VIP, from its holder if need be.
     pub fn takeover(&mut self, now: Instant) -> Vec<Action> {
         self.maintenance = false;
@@ -776,6 +786,16 @@ mod tests {
         lb1.heard("lb2", 0, says(Role::Active, 50), t0 + 20 * MS);
         assert!(!acquires(&lb1.tick(t0 + 600 * MS)));
         assert!(acquires(&lb1.tick(t0 + 5010 * MS)));
+    }
+
+    #[test]
+    fn a_vip_that_cannot_be_added_is_given_up_for_a_while() {
+        let t0 = Instant::now();
+        let mut lb1 = active_pair(params("lb1", 100, "lb2", 50), t0);
+        assert!(releases(&lb1.acquire_failed(t0 + 10 * MS)));
+        assert!(lb1.is_healthy() && !lb1.announce(t0 + 11 * MS).eligible);
+        assert!(quiet(&lb1.heard("lb2", 0, says(Role::Standby, 50), t0 + 20 * MS)));
+        assert!(acquires(&lb1.heard("lb2", 0, says(Role::Standby, 50), t0 + 5011 * MS)));
     }
 
     #[test]

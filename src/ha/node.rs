@@ -12,7 +12,7 @@ use crate::script::ScriptHost;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -46,7 +46,7 @@ pub enum HaError {
 /// Counters and levels for `get_statistics ha:` and /metrics.
 #[derive(Debug, Default)]
 pub struct HaStats {
-    /// 1 while this node holds the VIP.
+    /// 1 while this node holds the VIP (the health check and `Ha::is_active` read it too).
     pub active: AtomicU64,
     pub transitions: AtomicU64,
     pub takeovers: AtomicU64,
@@ -128,7 +128,6 @@ pub struct Ha {
     commands: mpsc::UnboundedSender<Command>,
     status: Arc<Mutex<Status>>,
     pub stats: Arc<HaStats>,
-    active: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -218,7 +217,6 @@ impl Ha {
         let now = Instant::now();
         let election = Election::new(params, now.into_std());
         let stats = Arc::new(HaStats::default());
-        let active = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(Status {
             node: me.clone(),
             role: Role::Standby.as_str(),
@@ -246,7 +244,6 @@ impl Ha {
                 every: cfg.health_interval,
                 timeout: cfg.health_timeout,
                 failures: cfg.health_failures.max(1),
-                active: active.clone(),
                 stats: stats.clone(),
             };
             tasks.push(tokio::spawn(check.run(health_tx)));
@@ -268,13 +265,11 @@ impl Ha {
             on_takeover,
             stats: stats.clone(),
             status: status.clone(),
-            active: active.clone(),
-            holds_vip: false,
             fence_tx,
         };
         tasks.push(tokio::spawn(node.run(command_rx, datagram_rx, health_rx, fence_rx)));
         tracing::info!(node = %status.lock().unwrap_or_else(|p| p.into_inner()).node, vip = %cfg.vip, paths = cfg.paths.len(), "ha: standing by");
-        Ok(Ha { commands, status, stats, active, tasks })
+        Ok(Ha { commands, status, stats, tasks })
     }
 
     pub fn status(&self) -> Status {
@@ -282,7 +277,7 @@ impl Ha {
     }
 
     pub fn is_active(&self) -> bool {
-        self.active.load(Ordering::Acquire)
+        self.stats.active.load(Ordering::Acquire) == 1
     }
 
     async fn ask(&self, make: impl FnOnce(oneshot::Sender<()>) -> Command) -> Result<(), HaError> {
@@ -341,7 +336,6 @@ struct HealthCheck {
     every: Duration,
     timeout: Duration,
     failures: u32,
-    active: Arc<AtomicBool>,
     stats: Arc<HaStats>,
 }
 
@@ -354,7 +348,7 @@ impl HealthCheck {
         let (mut failed, mut healthy) = (0u32, true);
         loop {
             tick.tick().await;
-            if self.on_vip && !self.active.load(Ordering::Acquire) {
+            if self.on_vip && self.stats.active.load(Ordering::Acquire) == 0 {
                 // A standby does not hold the VIP: asking it would ask the other node.
                 (failed, healthy) = (0, true);
                 continue;
@@ -405,8 +399,6 @@ struct Node {
     on_takeover: Option<Hook>,
     stats: Arc<HaStats>,
     status: Arc<Mutex<Status>>,
-    active: Arc<AtomicBool>,
-    holds_vip: bool,
     fence_tx: mpsc::UnboundedSender<(String, bool)>,
 }
 
@@ -599,14 +591,12 @@ impl Node {
         }
         if let Err(e) = vip::add(&self.vip).await {
             tracing::error!(vip = %self.vip, error = %e, "ha: the VIP could not be added; giving it up");
-            let actions = self.election.health(false, Instant::now().into_std());
+            let actions = self.election.acquire_failed(Instant::now().into_std());
             // The election steps down (Release) and holds off; carry that out.
             Box::pin(self.perform(actions)).await;
             return;
         }
-        self.holds_vip = true;
-        self.active.store(true, Ordering::Release);
-        self.stats.active.store(1, Ordering::Relaxed);
+        self.stats.active.store(1, Ordering::Release);
         self.stats.transitions.fetch_add(1, Ordering::Relaxed);
         self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = vip::announce(&self.vip) {
@@ -624,13 +614,11 @@ impl Node {
     }
 
     async fn release(&mut self, reason: &str) {
-        self.active.store(false, Ordering::Release);
-        self.stats.active.store(0, Ordering::Relaxed);
+        self.stats.active.store(0, Ordering::Release);
         self.stats.transitions.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = vip::remove(&self.vip).await {
             tracing::error!(vip = %self.vip, error = %e, "ha: the VIP could not be removed");
         }
-        self.holds_vip = false;
         tracing::warn!(vip = %self.vip, reason, "ha: VIP released, standing by");
     }
 
@@ -682,7 +670,7 @@ impl Node {
         let wall = |at: std::time::Instant| SystemTime::now() - now.saturating_duration_since(at);
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         st.role = e.role().as_str();
-        st.holds_vip = self.holds_vip;
+        st.holds_vip = self.stats.active.load(Ordering::Relaxed) == 1;
         st.maintenance = e.in_maintenance();
         st.healthy = e.is_healthy();
         st.last = e.last_transition().map(|t| TransitionStatus {
