@@ -315,6 +315,36 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("xlog", |fmt: &str| xlog_at("L_ERR", fmt));
     engine.register_fn("xlog", |level: &str, fmt: &str| xlog_at(level, fmt));
     engine.register_fn("is_header", |name: &str| HeaderName::from_bytes(name.as_bytes()) != HeaderName::Other);
+    engine.register_fn("pcre_match", |value: Dynamic, re: &str| pcre_match(&value, re));
+}
+
+/// Compiled patterns of `pcre_match`, per worker thread: scripts match a handful of constant
+/// patterns, so compiling each once keeps the regex off the per-packet cost.
+const REGEX_CACHE_MAX: usize = 256;
+thread_local! {
+    static REGEX_CACHE: std::cell::RefCell<HashMap<String, regex::Regex>> = std::cell::RefCell::new(HashMap::new());
+}
+
+/// `pcre_match(value, re)` (OpenSIPS regex module; what `siprox port` turns `=~` into): the
+/// value as text (`()` never matches) against a Rust regex, unanchored.
+fn pcre_match(value: &Dynamic, re: &str) -> FnResult<bool> {
+    if value.is_unit() {
+        return Ok(false);
+    }
+    let text = as_text(value);
+    REGEX_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(r) = cache.get(re) {
+            return Ok(r.is_match(&text));
+        }
+        let r = regex::Regex::new(re).map_err(|e| script_error(format!("pcre_match: {e}")))?;
+        let hit = r.is_match(&text);
+        if cache.len() >= REGEX_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(re.to_string(), r);
+        Ok(hit)
+    })
 }
 
 /// Parses `/re/repl/flags` (sed style, any delimiter); `\1` back-references become `${1}`.
