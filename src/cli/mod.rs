@@ -1,9 +1,10 @@
 //! Command line: `siprox run`, `siprox check`, `siprox test`, `siprox migrate`, `siprox ctl`,
-//! `siprox ping`.
+//! `siprox ping`, `siprox port`.
 
 pub mod ctl;
 mod dispatcher;
 mod lb;
+pub mod port;
 pub mod script_test;
 mod subscriber;
 mod table;
@@ -60,6 +61,15 @@ pub enum Command {
         /// Configuration file (TOML); without it, the default `sqlite://siprox.db`.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Convert an opensips.cfg into siprox.toml + route.rhai (and port-report.txt listing
+    /// every line that still needs porting by hand).
+    Port {
+        /// The opensips.cfg to convert.
+        input: PathBuf,
+        /// Where to write the files (created if missing).
+        #[arg(short, long, default_value = ".")]
+        out_dir: PathBuf,
     },
     /// Send one SIP OPTIONS over UDP and print the answer: exit 0 when a final reply below
     /// 500 came (the proxy's script ran), 1 on a 5xx or no answer (a health check).
@@ -146,6 +156,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Ctl(args) => ctl::main(args),
+        Command::Port { input, out_dir } => port::main(&input, &out_dir),
         Command::Migrate { config } => migrate(config.as_deref(), cli.log_format),
         Command::Ping { target, timeout_ms, from } => ping(&target, Duration::from_millis(timeout_ms), from),
         Command::Check { file } => match check(&file) {
