@@ -51,6 +51,8 @@ struct Emitter<'a> {
     in_sub_route: bool,
     /// Depth of `while` loops around the statement being written (`break` is legal there).
     loops: usize,
+    /// Every route block of the file as its Rhai function name.
+    defined: std::collections::HashSet<String>,
 }
 
 /// The Rhai function name of a route block.
@@ -77,6 +79,13 @@ pub fn convert(items: &[Item], src: &str, cat: &Catalog, input_name: &str) -> Sc
         cur_params: 0,
         in_sub_route: false,
         loops: 0,
+        defined: items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Route { kind, name, .. } => Some(fn_name(kind, name.as_deref())),
+                _ => None,
+            })
+            .collect(),
     };
     e.scan_routes(items);
     e.push(format!("// route.rhai: converted by `siprox port` from {input_name}."));
@@ -416,6 +425,12 @@ impl Emitter<'_> {
             }
         }
         let (name, args) = legacy(name, args)?;
+        // `t_on_failure("x")` must name a block of the file (OpenSIPS refuses to start too).
+        if let (Some(kind), Some(target)) = (arming_kind(&name), args.first().and_then(route_target)) {
+            if !target.is_empty() && !self.defined.contains(&fn_name(kind, Some(&target))) {
+                return Err(format!("`{name}` names no {kind}[{target}] block"));
+            }
+        }
         let Some(sig) = self.cat.sig(&name, args.len()).cloned() else {
             let arities = self.cat.arities(&name);
             return Err(if arities.is_empty() {
@@ -687,6 +702,16 @@ fn keyword_pv(w: &str) -> Option<&'static str> {
     })
 }
 
+/// The route kind a `t_on_*` function arms.
+fn arming_kind(name: &str) -> Option<&'static str> {
+    match name {
+        "t_on_failure" => Some("failure_route"),
+        "t_on_reply" => Some("onreply_route"),
+        "t_on_branch" => Some("branch_route"),
+        _ => None,
+    }
+}
+
 /// The name a `route(…)` call names.
 fn route_target(e: &Expr) -> Option<String> {
     match e {
@@ -832,9 +857,34 @@ fn strip_paren(e: &Expr) -> &Expr {
     }
 }
 
+/// Whether `text` is one operand (a name, a literal, or a call whose `(` closes at the end).
 fn is_atom(text: &str) -> bool {
     let t = text.trim();
-    !t.contains(' ') || (t.ends_with(')') && !t.starts_with('(') && t.find('(').is_some_and(|i| !t[..i].contains(' ')))
+    if !t.contains(' ') {
+        return true;
+    }
+    let Some(open) = t.find('(') else { return false };
+    if open == 0 || t[..open].contains(' ') || t[..open].contains('"') {
+        return false;
+    }
+    let mut depth = 0i32;
+    let mut quote = false;
+    let mut prev = ' ';
+    for (i, c) in t.char_indices().skip(open) {
+        match c {
+            '"' if prev != '\\' => quote = !quote,
+            '(' if !quote => depth += 1,
+            ')' if !quote => {
+                depth -= 1;
+                if depth == 0 {
+                    return i == t.len() - 1;
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    false
 }
 
 fn paren_unless_atom(text: &str) -> String {

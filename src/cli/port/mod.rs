@@ -188,3 +188,271 @@ pub fn main(input: &Path, out_dir: &Path) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{check_script, Source};
+
+    /// Converts a whole file and checks the script compiles and validates.
+    fn port_text(src: &str) -> Output {
+        let out = convert(src, "t.cfg");
+        let cfg = Config::default();
+        let registrar = crate::modules::Modules::new(&cfg).registrar();
+        let engine = build_engine(crate::app::script_limits(&cfg), &*registrar);
+        let diags = check_script(engine, Source::Text { text: &out.script, name: "route.rhai" });
+        assert!(diags.is_empty(), "{diags:?}\n{}", out.script);
+        out
+    }
+
+    /// The code lines of `fn route()` for a route body (comments and blank lines left out).
+    fn route(body: &str) -> Vec<String> {
+        let out = port_text(&format!("route {{\n{body}\n}}\n"));
+        code_of(&out.script, "fn route()")
+    }
+
+    fn code_of(script: &str, header: &str) -> Vec<String> {
+        script
+            .lines()
+            .skip_while(|l| !l.starts_with(header))
+            .skip(1)
+            .take_while(|l| *l != "}")
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn todos(out: &Output) -> Vec<String> {
+        out.report.not_converted.iter().map(|e| e.reason.clone()).collect()
+    }
+
+    #[test]
+    fn if_else_if_else_and_code_returning_functions() {
+        assert_eq!(
+            route("if (!mf_process_maxfwd_header(\"10\")) { sl_send_reply(\"483\",\"Too Many Hops\"); exit; }\nif (loose_route()) t_relay(); else if (is_method(\"ACK\")) drop; else { t_reply(404, \"Not here\"); }"),
+            [
+                "if mf_process_maxfwd_header(10) < 0 {",
+                "sl_send_reply(483, \"Too Many Hops\");",
+                "exit();",
+                "}",
+                "if loose_route() > 0 {",
+                "t_relay();",
+                "} else if is_method(\"ACK\") {",
+                "drop();",
+                "} else {",
+                "t_reply(404, \"Not here\");",
+                "}",
+            ]
+        );
+    }
+
+    #[test]
+    fn logic_comparisons_null_and_typed_literals() {
+        assert_eq!(
+            route("if ($rU==NULL || ($du != NULL && $rs == \"200\")) exit;\nif ($rp == 5060 && $si==10.0.1.100) exit;\nif (!($var(a) > 1 || $avp(b))) exit;"),
+            [
+                "if $rU == \"\" || ($du != () && $rs == 200) {",
+                "exit();",
+                "}",
+                "if $rp == \"5060\" && $si == \"10.0.1.100\" {",
+                "exit();",
+                "}",
+                "if !($var(a) > 1 || $avp(b) != ()) {",
+                "exit();",
+                "}",
+            ]
+        );
+    }
+
+    #[test]
+    fn regex_operators_become_pcre_match() {
+        assert_eq!(
+            route("if ($ru =~ \"^sip:1[0-9]+@\" && $rU !~ '^\\+') exit;"),
+            ["if pcre_match($ru, \"^sip:1[0-9]+@\") && !pcre_match($rU, \"^\\\\+\") {", "exit();", "}"]
+        );
+    }
+
+    #[test]
+    fn legacy_keywords_method_uri_myself_and_src_ip() {
+        assert_eq!(
+            route("if (method==\"INVITE\" && uri==myself && src_ip!=1.2.3.4 && from_uri=~\"@x\") exit;"),
+            ["if is_method(\"INVITE\") && is_myself($ru) && $si != \"1.2.3.4\" && pcre_match($fu, \"@x\") {", "exit();", "}"]
+        );
+    }
+
+    #[test]
+    fn assignments_concatenation_and_avp_replacement() {
+        assert_eq!(
+            route("$var(n) = 1; $var(n) += 2; $avp(aor) = \"sip:\" + $tU + \"@\" + $td; $avp(x) := \"only\"; $du = NULL; $rU = NULL; $branch = \"sip:a@b\";"),
+            [
+                "$var(n) = 1;",
+                "$var(n) = $var(n) + 2;",
+                "$avp(aor) = \"sip:\" + $tU + \"@\" + $td;",
+                "while $avp(x) != () { $avp(x) = (); }",
+                "$avp(x) = \"only\";",
+                "$du = ();",
+                "$rU = \"\";",
+                "append_branch(\"sip:a@b\");",
+            ]
+        );
+    }
+
+    #[test]
+    fn pseudo_variables_in_function_strings_are_expanded_unless_the_function_does_it() {
+        assert_eq!(
+            route("if (ds_is_in_list(\"$si\", \"$sp\")) exit;\nseturi(\"sip:$rU@10.0.0.1\");\nxlog(\"L_INFO\", \"call $ci to $ru\\n\");"),
+            [
+                "if ds_is_in_list($si, $sp) {",
+                "exit();",
+                "}",
+                "seturi(\"sip:\" + $rU + \"@10.0.0.1\");",
+                "xlog(\"L_INFO\", \"call $ci to $ru\\n\");",
+            ]
+        );
+    }
+
+    #[test]
+    fn switch_with_fallthrough_grouped_cases_and_default_last() {
+        assert_eq!(
+            route("lookup(\"location\");\nswitch ($retcode) {\ndefault:\n xlog(\"other\");\n break;\ncase 1:\n t_relay();\n exit;\ncase -1:\ncase -3:\n sl_send_reply(404, \"Not Found\");\n break;\ncase -2:\n xlog(\"m\");\ncase 2:\n sl_send_reply(405, \"Not Allowed\");\n}"),
+            [
+                "lookup(\"location\");",
+                "switch retcode() {",
+                "1 => {",
+                "t_relay();",
+                "exit();",
+                "}",
+                "-1 | -3 => {",
+                "sl_send_reply(404, \"Not Found\");",
+                "}",
+                "-2 => {",
+                "xlog(\"m\");",
+                "sl_send_reply(405, \"Not Allowed\");",
+                "}",
+                "2 => {",
+                "sl_send_reply(405, \"Not Allowed\");",
+                "}",
+                "_ => {",
+                "xlog(\"other\");",
+                "}",
+                "}",
+            ]
+        );
+    }
+
+    #[test]
+    fn while_loops_keep_break_and_for_each_is_a_todo() {
+        let out = port_text("route {\n$var(i) = 0;\nwhile ($var(i) < 3) { $var(i) = $var(i) + 1; if ($var(i) == 2) break; }\nfor ($var(c) in $(avp(list)[*])) { xlog(\"$var(c)\"); }\n}\n");
+        let code = code_of(&out.script, "fn route()");
+        assert_eq!(code[..7], ["$var(i) = 0;", "while $var(i) < 3 {", "$var(i) = $var(i) + 1;", "if $var(i) == 2 {", "break;", "}", "}"]);
+        assert!(out.script.contains("// TODO(port): for ($var(c) in $(avp(list)[*])) { xlog(\"$var(c)\"); }"), "{}", out.script);
+        assert!(todos(&out)[0].contains("for ($var(c) in"), "{:?}", todos(&out));
+    }
+
+    #[test]
+    fn route_kinds_become_functions_and_sub_routes_take_parameters() {
+        let out = port_text(
+            "route { route(check, \"a\", 2); route(RELAY); t_on_failure(1); }\nroute[check] { xlog(\"$param(1) $param(2)\"); if ($param(2) == 2) return(-1); }\nroute[RELAY] { t_on_failure(\"1\"); t_on_reply(\"rpl\"); t_on_branch(\"br\"); if (!t_relay()) sl_reply_error(); }\nfailure_route[1] { if (t_check_status(\"408\")) exit; }\nonreply_route[rpl] { return(1); }\nbranch_route[br] { xlog(\"b\"); }\nonreply_route { exit; }\nlocal_route { xlog(\"l\"); }\nstartup_route { xlog(\"s\"); }\nerror_route { sl_reply_error(); }\ntimer_route[gc, 60] { xlog(\"t\"); }\nevent_route[E_DISPATCHER_STATUS] { xlog(\"$param(status)\"); }\n",
+        );
+        for f in ["fn route()", "fn route_check(p1, p2)", "fn route_RELAY()", "fn failure_route_1()", "fn onreply_route_rpl()", "fn branch_route_br()", "fn onreply_route()", "fn local_route()", "fn startup_route()", "fn error_route()", "fn timer_route_gc()", "fn event_route_E_DISPATCHER_STATUS()"] {
+            assert!(out.script.contains(f), "{f} missing:\n{}", out.script);
+        }
+        assert_eq!(code_of(&out.script, "fn route()"), ["route_check(\"a\", 2);", "route_RELAY();", "t_on_failure(\"1\");"]);
+        assert_eq!(code_of(&out.script, "fn route_check("), ["xlog(\"$param(1) $param(2)\");", "if p2 == 2 {", "return -1;", "}", "return 1;"]);
+        assert_eq!(code_of(&out.script, "fn onreply_route_rpl()"), ["return;"]);
+        let notes: Vec<&str> = out.report.notes.iter().map(|n| n.reason.as_str()).collect();
+        assert!(notes.iter().any(|n| n.contains("timer_route")) && notes.iter().any(|n| n.contains("local_route")), "{notes:?}");
+    }
+
+    #[test]
+    fn return_zero_exits_and_sub_route_results_can_be_tested() {
+        let out = port_text("route { if (route(ok)) xlog(\"yes\"); return(0); }\nroute[ok] { if ($rU == \"a\") return(-1); }\n");
+        assert_eq!(code_of(&out.script, "fn route()"), ["if route_ok() > 0 {", "xlog(\"yes\");", "}", "exit();"]);
+        assert_eq!(code_of(&out.script, "fn route_ok()"), ["if $rU == \"a\" {", "return -1;", "}", "return 1;"]);
+    }
+
+    #[test]
+    fn old_spellings_map_to_todays() {
+        assert_eq!(
+            route("if (nat_uac_test(\"19\")) fix_nated_sdp(\"3\");\nif (registered(\"location\")) exit;\nload_balance(\"1\", \"pstn\", \"1\");\nsave(\"location\", \"c5r\");\nlookup(\"location\", \"m\");\nt_relay(\"0x02\");\nrewritehost(\"10.0.0.1\");\nsetflag(NAT);\nstrip(\"2\");"),
+            [
+                "if nat_uac_test(\"private-contact,diff-ip-src-via,diff-port-src-via\") {",
+                "fix_nated_sdp(\"add-dir-active,rewrite-media-ip\");",
+                "}",
+                "if is_registered(\"location\") {",
+                "exit();",
+                "}",
+                "lb_start_or_next(1, \"pstn\", \"r\");",
+                "save(\"location\", \"max-contacts=5,no-reply\");",
+                "lookup(\"location\", \"method-filtering\");",
+                "t_relay(\"no-auto-477\");",
+                "sethost(\"10.0.0.1\");",
+                "setflag(\"NAT\");",
+                "strip(2);",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_mapped_stays_as_todo_comments_in_place() {
+        let out = port_text(
+            "route {\n    rtpproxy_offer();\n    if (cluster_check_addr(1, \"$si\")) {\n        t_relay();\n    }\n    $avp(h) = $json(doc/home_ip);\n    xlog(\"${ENV_HOST}\");\n    sethost(\"${ENV_HOST}\");\n    lookup(\"location\", \"g\");\n    ifdef(`WITH_NAT', `fix_nated_contact();')\n    t_relay(\"a\", \"b\", \"c\");\n    t_on_failure(\"nowhere\");\n}\n",
+        );
+        let code = code_of(&out.script, "fn route()");
+        assert_eq!(code, ["if false {", "t_relay();", "}"]);
+        for line in ["rtpproxy_offer();", "xlog(\"${ENV_HOST}\");", "t_on_failure(\"nowhere\");", "if (cluster_check_addr(1, \"$si\")) {", "$avp(h) = $json(doc/home_ip);", "sethost(\"${ENV_HOST}\");", "lookup(\"location\", \"g\");", "ifdef(`WITH_NAT', `fix_nated_contact();')", "t_relay(\"a\", \"b\", \"c\");"] {
+            assert!(out.script.contains(&format!("    // TODO(port): {line}")), "{line} is not a TODO in place:\n{}", out.script);
+        }
+        let reasons = todos(&out).join("\n");
+        for why in ["module rtpproxy", "cluster_check_addr", "`$json`", "template placeholder", "flag `g`", "takes 0 or 1 or 2 argument(s), not 3", "no failure_route[nowhere]"] {
+            assert!(reasons.contains(why), "no reason mentions {why}:\n{reasons}");
+        }
+        assert_eq!(out.report.not_converted.len(), 9, "{reasons}");
+    }
+
+    #[test]
+    fn comments_of_every_kind_are_kept_in_place() {
+        let out = port_text("# top\nroute {\n    # before\n    t_relay(); # after\n    /* block\n       two */\n    // slashes\n}\n");
+        let script = out.script;
+        for want in ["// top", "    // before", "    t_relay(); // after", "    // block", "    //       two", "    // slashes"] {
+            assert!(script.lines().any(|l| l == want), "{want:?} missing:\n{script}");
+        }
+    }
+
+    #[test]
+    fn preprocessor_lines_are_applied() {
+        let out = port_text("#!define WITH_NAT\n#!define NATFLAG 5\nroute {\n#!ifdef WITH_NAT\n    setflag(NATFLAG);\n#!else\n    resetflag(NATFLAG);\n#!endif\n}\n");
+        assert_eq!(code_of(&out.script, "fn route()"), ["setflag(5);"]);
+        assert!(out.script.contains("// #     resetflag(NATFLAG);") || out.script.contains("//     resetflag"), "{}", out.script);
+    }
+
+    #[test]
+    fn globals_and_modparams_become_config_tables() {
+        let out = convert(
+            "debug=3\nchildren=8\nlisten=udp:10.0.0.1:5060\nlisten=tcp:10.0.0.1:5060 as 1.2.3.4:5060\nalias=\"sip.example.com\"\nloadmodule \"tm.so\"\nmodparam(\"tm\", \"fr_timer\", 2)\nmodparam(\"tm\", \"fr_inv_timer\", \"40\")\nmodparam(\"rr\", \"enable_double_rr\", 1)\nmodparam(\"dialog\", \"db_url\", \"mysql://u:p@h/db\")\nmodparam(\"dispatcher\", \"db_url\", \"mysql://u:p@h/other\")\nmodparam(\"usrloc\", \"working_mode_preset\", \"sql-only\")\nmodparam(\"acc\", \"early_media\", 0)\nsyslog_facility=LOG_LOCAL0\nroute { exit; }\n",
+            "t.cfg",
+        );
+        let cfg: crate::config::Config = toml::from_str(&out.config).unwrap_or_else(|e| panic!("{e}\n{}", out.config));
+        assert_eq!(cfg.core.listen, ["udp:10.0.0.1:5060", "tcp:10.0.0.1:5060"]);
+        assert_eq!(cfg.core.advertise.as_deref(), Some("1.2.3.4:5060"));
+        assert_eq!((cfg.core.workers, cfg.core.log_level.as_str()), (8, "info"));
+        assert_eq!(cfg.core.alias, ["sip.example.com"]);
+        assert_eq!((cfg.tm.fr_timeout, cfg.tm.fr_inv_timeout), (2, 40));
+        assert!(cfg.rr.enable_double_rr);
+        assert_eq!(cfg.db.url, "mysql://u:p@h/db");
+        assert_eq!(cfg.usrloc.working_mode_preset, "sql-only");
+        assert_eq!(cfg.core.script, std::path::PathBuf::from("route.rhai"));
+        assert!(out.config.contains("# opensips.cfg:7: modparam(\"tm\", \"fr_timer\", 2)\nfr_timeout = 2"), "{}", out.config);
+        assert!(out.config.contains("# TODO(port): line 13: modparam(\"acc\", \"early_media\", 0)"), "{}", out.config);
+        let left: Vec<usize> = out.report.left_out.iter().map(|e| e.line).collect();
+        assert_eq!(left, [11, 14], "the second db_url and syslog_facility");
+    }
+
+    #[test]
+    fn a_file_that_is_not_opensips_cfg_still_gives_a_valid_script() {
+        let out = port_text("this is not a config\nroute {\n  if (x( {\n}\n");
+        assert!(out.report.not_converted.len() >= 2);
+        assert!(out.script.contains("fn route()"));
+    }
+}

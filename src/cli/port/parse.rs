@@ -432,7 +432,7 @@ impl Parser<'_> {
             last = t.end_line;
             self.pos += 1;
             let closed_block = matches!(t.tok, Tok::Op("}")) && depth == 0;
-            if (matches!(t.tok, Tok::Op(";")) && depth == 0)
+            if (matches!(t.tok, Tok::Op(";")) && depth == 0 && parens <= 0)
                 || (closed_block && !matches!(self.toks.get(self.pos).map(|n| &n.tok), Some(Tok::Ident(w)) if w == "else"))
             {
                 break;
