@@ -251,6 +251,11 @@ impl Parser<'_> {
                 }
                 out.push(Item::Modparam { module, param, value, line, end_line });
             }
+            Tok::Ident(w) if w == "include_file" || w == "import_file" => {
+                self.next()?;
+                let file = self.string_arg()?;
+                return Err(format!("`{w} \"{file}\"`: siprox port does not follow includes; convert that file on its own and merge"));
+            }
             Tok::Ident(w) if ROUTE_KINDS.contains(&w.as_str()) => {
                 self.next()?;
                 let (name, args) = self.route_name()?;
@@ -652,6 +657,25 @@ impl Parser<'_> {
         }
     }
 
+    /// A function argument: an expression, or an unquoted socket (`udp:10.0.0.1:5060`),
+    /// which OpenSIPS accepts in `force_send_socket()` and friends.
+    fn arg(&mut self) -> PResult<Expr> {
+        let is_proto = matches!(self.peek(), Some(Tok::Ident(w)) if matches!(w.as_str(), "udp" | "tcp" | "tls" | "sctp" | "ws" | "wss"));
+        if is_proto && matches!(self.at(1).map(|t| &t.tok), Some(Tok::Op(":"))) {
+            let start = self.toks[self.pos].start;
+            let mut end = start;
+            while let Some(t) = self.toks.get(self.pos) {
+                if matches!(t.tok, Tok::Op(",") | Tok::Op(")")) {
+                    break;
+                }
+                end = t.end;
+                self.next()?;
+            }
+            return Ok(Expr::Str(self.src[start..end].to_string()));
+        }
+        self.expr()
+    }
+
     fn primary(&mut self) -> PResult<Expr> {
         let what = self.describe();
         let t = self.next()?;
@@ -671,7 +695,7 @@ impl Parser<'_> {
                 let mut args = Vec::new();
                 if !self.is_op(")") {
                     loop {
-                        args.push(self.expr()?);
+                        args.push(self.arg()?);
                         if self.is_op(",") {
                             self.next()?;
                         } else {
@@ -771,6 +795,15 @@ mod tests {
         assert!(matches!(&b[1].kind, StmtKind::Unparsed { .. }));
         assert_eq!((b[1].line, b[1].end_line), (3, 3));
         assert!(matches!(&b[2].kind, StmtKind::Expr(Expr::Call { name, .. }) if name == "y"));
+    }
+
+    #[test]
+    fn unquoted_sockets_and_includes() {
+        let b = route_body("force_send_socket(udp:10.0.0.1:5060);");
+        assert!(matches!(&b[0].kind, StmtKind::Expr(Expr::Call { args, .. }) if args == &[Expr::Str("udp:10.0.0.1:5060".into())]));
+        let it = items("include_file \"extra.cfg\"\nroute {}\n");
+        assert!(matches!(&it[0], Item::Unparsed { reason, .. } if reason.contains("includes")), "{it:?}");
+        assert!(matches!(&it[1], Item::Route { .. }));
     }
 
     #[test]
