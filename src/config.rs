@@ -936,7 +936,9 @@ impl Config {
     /// The script path, resolved against the config file's folder.
     pub fn script_path(&self) -> PathBuf {
         match &self.base_dir {
-            Some(dir) if self.core.script.is_relative() && !self.core.script.exists() => dir.join(&self.core.script),
+            // Relative to the config file, as documented: a file of the same name in the
+            // working directory must not win (two ported configs side by side, say).
+            Some(dir) if self.core.script.is_relative() => dir.join(&self.core.script),
             _ => self.core.script.clone(),
         }
     }

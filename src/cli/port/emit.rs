@@ -425,10 +425,15 @@ impl Emitter<'_> {
             }
         }
         let (name, args) = legacy(name, args)?;
-        // `t_on_failure("x")` must name a block of the file (OpenSIPS refuses to start too).
+        // `t_on_failure("x")` must name a block of the file (OpenSIPS refuses to start too);
+        // 1.x wrote `t_on_failure("0")` to disarm, which is `""` now.
+        let mut args = args;
         if let (Some(kind), Some(target)) = (arming_kind(&name), args.first().and_then(route_target)) {
             if !target.is_empty() && !self.defined.contains(&fn_name(kind, Some(&target))) {
-                return Err(format!("`{name}` names no {kind}[{target}] block"));
+                if target != "0" {
+                    return Err(format!("`{name}` names no {kind}[{target}] block"));
+                }
+                args[0] = Expr::Str(String::new());
             }
         }
         let Some(sig) = self.cat.sig(&name, args.len()).cloned() else {
@@ -744,6 +749,21 @@ fn legacy(name: &str, args: &[Expr]) -> Conv<(String, Vec<Expr>)> {
         "check_from" => "db_is_from_authorized",
         "check_to" => "db_is_to_authorized",
         "lb_disable" => "lb_disable_dst",
+        "rewritehostport" => return Err("1.x `rewritehostport`: write `sethost(host); setport(port);`".into()),
+        // 1.x `log([level,] text)`: xlog with the level's name (no level: L_DBG).
+        "log" => {
+            let level = match args.as_slice() {
+                [_] => "L_DBG".to_string(),
+                [lvl, _] => match int_of(lvl) {
+                    Some(n) => log_level_name(n).to_string(),
+                    None => return Err("`log` with a level that is not a number".into()),
+                },
+                _ => return Err("`log` takes one or two arguments".into()),
+            };
+            let text = args.pop().unwrap_or(Expr::Str(String::new()));
+            args = vec![Expr::Str(level), text];
+            "xlog"
+        }
         "nat_uac_test" | "fix_nated_sdp" => {
             if let Some(mask) = args.first().and_then(int_of) {
                 let table = if name == "nat_uac_test" { catalog::NAT_TESTS } else { catalog::SDP_FLAGS };
@@ -786,6 +806,19 @@ fn legacy(name: &str, args: &[Expr]) -> Conv<(String, Vec<Expr>)> {
         other => other,
     };
     Ok((name.to_string(), args))
+}
+
+/// OpenSIPS's numeric log levels by name.
+fn log_level_name(n: i64) -> &'static str {
+    match n {
+        i64::MIN..=-3 => "L_ALERT",
+        -2 => "L_CRIT",
+        -1 => "L_ERR",
+        0 | 1 => "L_WARN",
+        2 => "L_NOTICE",
+        3 => "L_INFO",
+        _ => "L_DBG",
+    }
 }
 
 /// Template placeholders a generator was meant to fill (m4, shell, Jinja).

@@ -647,7 +647,8 @@ impl Parser<'_> {
             Some(Tok::Op(op @ ("!" | "-" | "~"))) => {
                 let op = *op;
                 self.next()?;
-                let e = self.unary()?;
+                // OpenSIPS's `!` negates a whole comparison: `!$ru =~ "re"` is `!($ru =~ "re")`.
+                let e = if op == "!" { self.binary(2)? } else { self.unary()? };
                 if let (Expr::Int(i), "-") = (&e, op) {
                     return Ok(Expr::Int(-i));
                 }
@@ -768,6 +769,15 @@ mod tests {
         let Expr::Binary { op: "||", l, r } = cond else { panic!("{cond:?}") };
         assert!(matches!(&**l, Expr::Binary { op: "&&", .. }));
         assert!(matches!(&**r, Expr::Binary { op: "=~", .. }));
+    }
+
+    #[test]
+    fn not_negates_a_whole_comparison() {
+        let b = route_body("if (!$ru=~\"^sip:\" && !a()) x();");
+        let StmtKind::If { cond, .. } = &b[0].kind else { panic!() };
+        let Expr::Binary { op: "&&", l, r } = cond else { panic!("{cond:?}") };
+        assert!(matches!(&**l, Expr::Unary { op: "!", e } if matches!(&**e, Expr::Binary { op: "=~", .. })));
+        assert!(matches!(&**r, Expr::Unary { op: "!", e } if matches!(&**e, Expr::Call { .. })));
     }
 
     #[test]
