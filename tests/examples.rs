@@ -236,7 +236,12 @@ fn remap(url: &str, table: &str, column: &str, old: &str, new: &str) {
 
 // --------------------------------------------------------------------------- helpers
 
-fn wait_until<T: std::fmt::Debug>(within: Duration, what: &str, mut probe: impl FnMut() -> T, ok: impl Fn(&T) -> bool) -> T {
+fn wait_until<T: std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> T {
     let end = Instant::now() + within;
     loop {
         let v = probe();
@@ -373,7 +378,12 @@ fn enterprise_lb_spreads_registers_balances_calls_keeps_dialogs_and_avoids_a_dea
         |l| l.iter().sum::<i64>() == 12,
     );
     assert_eq!(loads, [4, 4, 2, 2], "relative load over 60/60/30/30 channels");
-    wait_until(Duration::from_secs(5), "12 dialog rows", || count(&db.url, "SELECT COUNT(*) FROM dialog"), |n| *n == 12);
+    wait_until(
+        Duration::from_secs(5),
+        "12 dialog rows",
+        || count(&db.url, "SELECT COUNT(*) FROM dialog"),
+        |n| *n == 12,
+    );
     uac.assert_success();
     let invites: Vec<usize> = fs.iter().map(|b| settled(b, "INVITE")).collect();
     assert_eq!(invites, [4, 4, 2, 2], "INVITEs each host answered");
@@ -383,7 +393,12 @@ fn enterprise_lb_spreads_registers_balances_calls_keeps_dialogs_and_avoids_a_dea
         || lb_state(&proxy).iter().map(|d| d.2).collect::<Vec<_>>(),
         |l| l.iter().all(|n| *n == 0),
     );
-    wait_until(Duration::from_secs(5), "the dialog rows gone", || count(&db.url, "SELECT COUNT(*) FROM dialog"), |n| *n == 0);
+    wait_until(
+        Duration::from_secs(5),
+        "the dialog rows gone",
+        || count(&db.url, "SELECT COUNT(*) FROM dialog"),
+        |n| *n == 0,
+    );
 
     // fs4 stops answering: OPTIONS probing (every 5 s; load_balancer at the first miss,
     // dispatcher after ds_probing_threshold = 2) takes it out of both.
@@ -519,8 +534,7 @@ fn nat_partitioned_registers_with_path_partitions_calls_fails_over_to_the_spare_
     let node = prepare("nat-partitioned", "siprox.toml", &db.url, "ex-nat");
     node.migrate();
     assert_eq!(load_seed("nat-partitioned", &db.url), 8);
-    let p = |_: &str| free_port();
-    let (fs1, fs2, conf1, tenant_a, tenant_b, spare) = (p("fs1"), p("fs2"), p("conf1"), p("a"), p("b"), p("spare"));
+    let [fs1, fs2, conf1, tenant_a, tenant_b, spare]: [u16; 6] = std::array::from_fn(|_| free_port());
     for (old, port) in [
         ("sip:10.0.0.11:5060", fs1),
         ("sip:10.0.0.12:5060", fs2),
@@ -553,7 +567,11 @@ fn nat_partitioned_registers_with_path_partitions_calls_fails_over_to_the_spare_
     let path = header_values(&regs[0], "Path");
     let want = format!("<sip:{LOCALHOST}:{};lr;received=sip:{LOCALHOST}:{client_port}>", proxy.port);
     assert_eq!(path, [want.clone()], "{}", regs[0]);
-    assert_eq!(header_values(&regs[0], "Contact"), ["<sip:carol@192.168.1.50:5060>"], "the registrar gets the Contact as sent");
+    assert_eq!(
+        header_values(&regs[0], "Contact"),
+        ["<sip:carol@192.168.1.50:5060>"],
+        "the registrar gets the Contact as sent"
+    );
 
     // 1000: the shared farm (set 1); 3000: the conference machine (set 2).
     let call = |name: &str, user: &str| {
@@ -577,7 +595,11 @@ fn nat_partitioned_registers_with_path_partitions_calls_fails_over_to_the_spare_
     b_tenant_a.kill();
     tenant_call("tenant-a-2").assert_success();
     assert_eq!(settled(&b_spare, "INVITE"), 1, "the spare took tenant-a's call");
-    assert!(proxy.log_text().contains("takes over from a failed backend for tenant-a.example.com"), "{}", proxy.log_text());
+    assert!(
+        proxy.log_text().contains("takes over from a failed backend for tenant-a.example.com"),
+        "{}",
+        proxy.log_text()
+    );
 
     // The farm calls the client back: from a backend's address, to the Contact it
     // registered (a private address), with the Path as its Route. The proxy sends it to the
@@ -602,7 +624,8 @@ fn nat_partitioned_registers_with_path_partitions_calls_fails_over_to_the_spare_
     assert_eq!(invite.len(), 1);
     assert!(invite[0].starts_with("INVITE sip:carol@192.168.1.50:5060 SIP/2.0"), "{}", invite[0]);
     assert!(header_values(&invite[0], "Route").is_empty(), "our Path entry was consumed: {}", invite[0]);
-    let ok = backend_call.logged_messages("received").into_iter().find(|m| m.starts_with("SIP/2.0 200")).unwrap_or_default();
+    let ok =
+        backend_call.logged_messages("received").into_iter().find(|m| m.starts_with("SIP/2.0 200")).unwrap_or_default();
     assert_eq!(header_values(&ok, "Contact"), [format!("<sip:carol@{LOCALHOST}:{client_port}>")], "{ok}");
     assert_eq!(client.received_requests("BYE"), 1);
     drop((b_fs2, b_conf1, b_spare));
@@ -640,7 +663,12 @@ fn active_standby_registrar_a_phone_registered_through_node_1_is_called_through_
         .args(&["-i", "127.0.0.2", "-p", &phone_port.to_string(), "-s", "bob", "-au", "bob", "-ap", "bob-secret"])
         .spawn(&one.dir)
         .assert_success();
-    assert_eq!(count(&db.url, "SELECT COUNT(*) FROM location"), 1, "the binding is in the shared table");
+    wait_until(
+        Duration::from_secs(3),
+        "the binding in the shared table",
+        || count(&db.url, "SELECT COUNT(*) FROM location"),
+        |n| *n == 1,
+    );
     let seen = wait_until(
         Duration::from_secs(3),
         "node 2 has bob's binding",
