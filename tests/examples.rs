@@ -370,7 +370,7 @@ fn enterprise_lb_spreads_registers_balances_calls_keeps_dialogs_and_avoids_a_dea
 
     // Calls: 12 held at once land by relative load, 4/4/2/2 on 60/60/30/30 channels, and
     // each is a dialog row while it lasts (db_mode 1).
-    let mut uac = calls(&proxy, "calls", 12, 4000);
+    let mut uac = calls(&proxy, "calls", 12, 3000);
     let loads = wait_until(
         Duration::from_secs(5),
         "12 calls counted",
