@@ -393,6 +393,16 @@ listen = "{LOCALHOST}:{mi_port}"
         Proxy { port, mi_port, dir, log, child }
     }
 
+    /// Starts `siprox run -c <dir>/siprox.toml` on `config`, a whole config the test wrote
+    /// itself (e.g. a shipped example's, rewritten to loopback ports), listening on
+    /// 127.0.0.1:`port` (UDP and TCP) with its management interface on `mi_port`.
+    pub fn start_config(dir: TempDir, config: &str, port: u16, mi_port: u16) -> Proxy {
+        fs::write(dir.join("siprox.toml"), config).unwrap();
+        let log = dir.join("siprox.log");
+        let child = spawn_ready(&dir, &log);
+        Proxy { port, mi_port, dir, log, child }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -580,6 +590,13 @@ impl Sipp {
     /// -m: calls to place (UAC) or to take before exiting (UAS).
     pub fn calls(mut self, n: u32) -> Sipp {
         self.calls = n;
+        self
+    }
+
+    /// -p: this local port instead of a free one, for a UAC that must come from a known
+    /// address (a peer the proxy recognises by its source, a phone that registered from it).
+    pub fn local_port(mut self, port: u16) -> Sipp {
+        self.port = port;
         self
     }
 
