@@ -147,7 +147,8 @@ fn check_ast(ast: &AST, path: &str, engine_fns: &HashMap<String, HashSet<usize>>
             _ => {}
         }
         if let Some((_, prefix)) = ARMING.iter().find(|(f, _)| *f == name) {
-            if let Some(Expr::StringConstant(route, _)) = call.args.first() {
+            // `""` disarms (docs/script-api.md §4.12): nothing to define.
+            if let Some(Expr::StringConstant(route, _)) = call.args.first().filter(|a| !matches!(a, Expr::StringConstant(r, _) if r.is_empty())) {
                 let hook = format!("{prefix}{route}");
                 if !bundle.has_hook(&hook) {
                     push(

@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn old_spellings_map_to_todays() {
         assert_eq!(
-            route("if (nat_uac_test(\"19\")) fix_nated_sdp(\"3\");\nif (registered(\"location\")) exit;\nload_balance(\"1\", \"pstn\", \"1\");\nsave(\"location\", \"c5r\");\nlookup(\"location\", \"m\");\nt_relay(\"0x02\");\nrewritehost(\"10.0.0.1\");\nsetflag(NAT);\nstrip(\"2\");"),
+            route("if (nat_uac_test(\"19\")) fix_nated_sdp(\"3\");\nif (registered(\"location\")) exit;\nload_balance(\"1\", \"pstn\", \"1\");\nsave(\"location\", \"c5r\");\nlookup(\"location\", \"m\");\nt_relay(\"0x02\");\nrewritehost(\"10.0.0.1\");\nsetflag(NAT);\nstrip(\"2\");\nt_on_failure(\"0\");"),
             [
                 "if nat_uac_test(\"private-contact,diff-ip-src-via,diff-port-src-via\") {",
                 "fix_nated_sdp(\"add-dir-active,rewrite-media-ip\");",
@@ -390,6 +390,7 @@ mod tests {
                 "sethost(\"10.0.0.1\");",
                 "setflag(\"NAT\");",
                 "strip(2);",
+                "t_on_failure(\"\");",
             ]
         );
     }
@@ -413,9 +414,9 @@ mod tests {
 
     #[test]
     fn comments_of_every_kind_are_kept_in_place() {
-        let out = port_text("# top\nroute {\n    # before\n    t_relay(); # after\n    /* block\n       two */\n    // slashes\n}\n");
+        let out = port_text("# top\nroute {\n    # before\n    t_relay(); # after\n    /* block\n       two */\n    // slashes\n    if (is_method(\"INVITE\") /* why */) {\n        sl_send_reply(\"404\" /* code */, \"x\");\n    }\n}\n");
         let script = out.script;
-        for want in ["// top", "    // before", "    t_relay(); // after", "    // block", "    //       two", "    // slashes"] {
+        for want in ["// top", "    // before", "    t_relay(); // after", "    // block", "    //       two", "    // slashes", "    // why", "        // code"] {
             assert!(script.lines().any(|l| l == want), "{want:?} missing:\n{script}");
         }
     }

@@ -103,6 +103,15 @@ pub const ROUTE_KINDS: &[&str] = &[
 
 type PResult<T> = Result<T, String>;
 
+/// A comment found inside a statement (`f("a" /* realm */)`) goes on a line of its own
+/// before it: the statement's own line is rewritten, so it cannot trail there.
+fn own_line(mut c: Stmt) -> Stmt {
+    if let StmtKind::Comment { trailing, .. } = &mut c.kind {
+        *trailing = false;
+    }
+    c
+}
+
 struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
@@ -397,7 +406,7 @@ impl Parser<'_> {
                             // `else`) come after it; those inside its header, before.
                             let (after, before): (Vec<Stmt>, Vec<Stmt>) =
                                 std::mem::take(&mut self.pending).into_iter().partition(|c| c.line > s.end_line);
-                            out.extend(before);
+                            out.extend(before.into_iter().map(own_line));
                             out.push(s);
                             out.extend(after);
                         }
@@ -453,7 +462,8 @@ impl Parser<'_> {
             return self.block_rest();
         }
         let s = self.stmt()?;
-        let (after, mut out): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut self.pending).into_iter().partition(|c| c.line > s.end_line);
+        let (after, before): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut self.pending).into_iter().partition(|c| c.line > s.end_line);
+        let mut out: Vec<Stmt> = before.into_iter().map(own_line).collect();
         out.push(s);
         // Comments after a brace-less body belong to the enclosing block.
         self.pending = after;
@@ -475,6 +485,9 @@ impl Parser<'_> {
     fn stmt(&mut self) -> PResult<Stmt> {
         self.peek();
         let line = self.at(0).map_or(1, |t| t.line);
+        // Comments inside a header (`if (a /* why */)`) go before the statement, not into
+        // its block.
+        let mut header_comments = Vec::new();
         let kind = match self.peek().cloned() {
             Some(Tok::Op("{")) => {
                 self.next()?;
@@ -487,6 +500,7 @@ impl Parser<'_> {
                     let cond = self.expr()?;
                     self.expect(")")?;
                     let header_end = self.prev_line();
+                    header_comments = std::mem::take(&mut self.pending);
                     let then = self.body()?;
                     let els = if self.is_ident("else") {
                         self.next()?;
@@ -502,6 +516,7 @@ impl Parser<'_> {
                     let subject = self.expr()?;
                     self.expect(")")?;
                     self.expect("{")?;
+                    header_comments = std::mem::take(&mut self.pending);
                     StmtKind::Switch { subject, cases: self.cases()? }
                 }
                 "while" => {
@@ -509,6 +524,7 @@ impl Parser<'_> {
                     self.expect("(")?;
                     let cond = self.expr()?;
                     self.expect(")")?;
+                    header_comments = std::mem::take(&mut self.pending);
                     StmtKind::While { cond, body: self.body()? }
                 }
                 "for" => {
@@ -550,6 +566,8 @@ impl Parser<'_> {
             },
             _ => self.simple()?,
         };
+        header_comments.append(&mut self.pending);
+        self.pending = header_comments;
         Ok(Stmt { kind, line, end_line: self.prev_line() })
     }
 
