@@ -33,7 +33,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::testdb::{rt, TestDb};
 use support::*;
 
@@ -236,22 +236,6 @@ fn remap(url: &str, table: &str, column: &str, old: &str, new: &str) {
 
 // --------------------------------------------------------------------------- helpers
 
-fn wait_until<T: std::fmt::Debug>(
-    within: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> T,
-    ok: impl Fn(&T) -> bool,
-) -> T {
-    let end = Instant::now() + within;
-    loop {
-        let v = probe();
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < end, "{what}: still {v:?} after {within:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Requests of `method` a SIPp peer received, once its message log stops growing.
 fn settled(uas: &RunningSipp, method: &str) -> usize {

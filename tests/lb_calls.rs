@@ -71,22 +71,6 @@ fn loads(proxy: &Proxy) -> Vec<i64> {
     lb_list(proxy).iter().map(|(_, _, r)| r.iter().find(|x| x.0 == "pstn").map_or(-1, |x| x.2)).collect()
 }
 
-fn wait_until<T: std::fmt::Debug>(
-    within: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> T,
-    ok: impl Fn(&T) -> bool,
-) -> T {
-    let end = Instant::now() + within;
-    loop {
-        let v = probe();
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < end, "{what}: still {v:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// INVITEs a backend received, once its message log stops growing.
 fn invites(uas: &RunningSipp) -> usize {

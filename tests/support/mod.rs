@@ -1161,3 +1161,22 @@ fn parse_utc(s: &str) -> Option<std::time::SystemTime> {
     let micros: u64 = format!("{frac:0<6}")[..6].parse().ok()?;
     Some(std::time::UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_micros(micros))
 }
+
+/// Calls `probe` every 100 ms until `ok` holds for its value, and returns it; fails the
+/// test with the last value after `within`.
+pub fn wait_until<T: std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let end = Instant::now() + within;
+    loop {
+        let v = probe();
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: still {v:?} after {within:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
