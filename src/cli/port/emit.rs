@@ -94,7 +94,7 @@ pub fn convert(items: &[Item], src: &str, cat: &Catalog, input_name: &str) -> Sc
         match item {
             Item::Comment { .. } if super::parse::comment_is_setting(items, i) => {}
             Item::Comment { text, trailing } => e.comment(text, *trailing),
-            Item::Route { kind, name, args, body, line, end_line } => e.route(kind, name.as_deref(), args, body, *line, *end_line),
+            Item::Route { kind, name, args, body, line, .. } => e.route(kind, name.as_deref(), args, body, *line),
             Item::Unparsed { line, end_line, reason } => {
                 e.push(String::new());
                 e.todo(*line, *end_line, format!("not opensips.cfg syntax here: {reason}"));
@@ -206,14 +206,17 @@ impl Emitter<'_> {
         self.todos.push(Todo { line, end_line, reason, out_line });
     }
 
-    fn route(&mut self, kind: &str, name: Option<&str>, args: &[String], body: &[Stmt], line: usize, end_line: usize) {
+    fn route(&mut self, kind: &str, name: Option<&str>, args: &[String], body: &[Stmt], line: usize) {
         let fname = fn_name(kind, name);
         let nparams = name.filter(|_| kind == "route").and_then(|n| self.routes.get(n)).map_or(0, |r| r.1);
         self.cur_params = nparams;
         self.in_sub_route = kind == "route" && name.is_some();
         self.push(String::new());
         match kind {
-            "timer_route" => self.notes.push((line, format!("`timer_route[{}]` is kept as `fn {fname}()` but siprox has no timer routes yet: it is never called", [name.unwrap_or(""), &args.join(", ")].join(", ").trim_end_matches(", ")))),
+            "timer_route" => {
+                let header = std::iter::once(name.unwrap_or("")).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(", ");
+                self.notes.push((line, format!("`timer_route[{header}]` is kept as `fn {fname}()` but siprox has no timer routes yet: it is never called")));
+            }
             "local_route" => self.notes.push((line, "`local_route` is kept but siprox does not call it yet (docs/script-api.md §1)".into())),
             "event_route" if name != Some("E_DISPATCHER_STATUS") => {
                 self.notes.push((line, format!("`event_route[{}]` is kept but siprox raises only E_DISPATCHER_STATUS", name.unwrap_or(""))))
@@ -231,7 +234,6 @@ impl Emitter<'_> {
         }
         self.indent -= 1;
         self.push("}".into());
-        let _ = end_line;
     }
 
     fn block(&mut self, stmts: &[Stmt]) {

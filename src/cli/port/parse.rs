@@ -71,7 +71,7 @@ pub enum Item {
     Modparam { module: String, param: String, value: Value, line: usize, end_line: usize },
     /// `kind` is `route`, `onreply_route`, …; `args` are what the brackets hold after the
     /// name (`timer_route[t, 10]`).
-    Route { kind: String, name: Option<String>, args: Vec<String>, body: Vec<Stmt>, line: usize, end_line: usize },
+    Route { kind: String, name: Option<String>, args: Vec<String>, body: Vec<Stmt>, line: usize },
     Unparsed { line: usize, end_line: usize, reason: String },
 }
 
@@ -271,8 +271,7 @@ impl Parser<'_> {
                 self.expect("{")?;
                 out.append(&mut self.take_pending_items());
                 let body = self.block_rest()?;
-                let end_line = self.prev_line();
-                out.push(Item::Route { kind: w, name, args, body, line, end_line });
+                out.push(Item::Route { kind: w, name, args, body, line });
             }
             Tok::Ident(w) if matches!(self.at(1).map(|t| &t.tok), Some(Tok::Op("="))) => {
                 self.next()?;
