@@ -236,7 +236,6 @@ fn remap(url: &str, table: &str, column: &str, old: &str, new: &str) {
 
 // --------------------------------------------------------------------------- helpers
 
-
 /// Requests of `method` a SIPp peer received, once its message log stops growing.
 fn settled(uas: &RunningSipp, method: &str) -> usize {
     let mut last = usize::MAX;

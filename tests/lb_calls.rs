@@ -71,7 +71,6 @@ fn loads(proxy: &Proxy) -> Vec<i64> {
     lb_list(proxy).iter().map(|(_, _, r)| r.iter().find(|x| x.0 == "pstn").map_or(-1, |x| x.2)).collect()
 }
 
-
 /// INVITEs a backend received, once its message log stops growing.
 fn invites(uas: &RunningSipp) -> usize {
     let mut last = usize::MAX;

@@ -74,7 +74,8 @@ fn every_corpus_file_and_seed_route_converts_checks_and_matches_its_golden_files
             ));
             continue;
         }
-        let check = Command::new(siprox_bin()).arg("check").arg(out.join("siprox.toml")).output().expect("run siprox check");
+        let check =
+            Command::new(siprox_bin()).arg("check").arg(out.join("siprox.toml")).output().expect("run siprox check");
         if !check.status.success() {
             problems.push(format!("{name}: siprox check failed:\n{}", String::from_utf8_lossy(&check.stderr)));
         }
@@ -87,9 +88,14 @@ fn every_corpus_file_and_seed_route_converts_checks_and_matches_its_golden_files
                 std::fs::write(&want_path, &got).expect("write golden");
                 continue;
             }
-            let want = std::fs::read_to_string(&want_path).unwrap_or_else(|_| format!("<missing {}>", want_path.display()));
+            let want =
+                std::fs::read_to_string(&want_path).unwrap_or_else(|_| format!("<missing {}>", want_path.display()));
             if got != want {
-                let first = got.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(got.lines().count().min(want.lines().count()));
+                let first = got
+                    .lines()
+                    .zip(want.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(got.lines().count().min(want.lines().count()));
                 problems.push(format!(
                     "{name}/{file} differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(SIPROX_BLESS=1 rewrites the golden files after a deliberate change)",
                     want_path.display(),
@@ -118,14 +124,18 @@ fn every_reported_todo_points_at_its_todo_lines() {
         for cite in report.split("[route.rhai:").skip(1) {
             let n: usize = cite.split(']').next().and_then(|n| n.parse().ok()).expect("line number");
             let line = lines.get(n - 1).copied().unwrap_or("");
-            assert!(line.trim_start().starts_with("// TODO(port): "), "{name}: report cites route.rhai:{n}, which is {line:?}");
+            assert!(
+                line.trim_start().starts_with("// TODO(port): "),
+                "{name}: report cites route.rhai:{n}, which is {line:?}"
+            );
             cited += 1;
         }
         let blocks = lines
             .iter()
             .enumerate()
             .filter(|(i, l)| {
-                l.trim_start().starts_with("// TODO(port): ") && (*i == 0 || !lines[i - 1].trim_start().starts_with("// TODO(port): "))
+                l.trim_start().starts_with("// TODO(port): ")
+                    && (*i == 0 || !lines[i - 1].trim_start().starts_with("// TODO(port): "))
             })
             .count();
         assert!(blocks <= cited, "{name}: {blocks} TODO blocks in route.rhai but the report cites {cited}:\n{report}");
@@ -166,7 +176,8 @@ fn call_through(label: &str, script: &Path, extra_toml: &str) -> CallSeen {
     let proxy = Proxy::start_script_file_with_core(label, script, "alias = [\"siprox.test\"]", extra_toml);
     let mut uas = Sipp::uas("uas", "uas-call.xml", backend, Proto::Udp).message_log().spawn(&proxy.dir);
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], backend));
-    let mut uac = Sipp::uac_to("uac", "uac-call-domain.xml", &proxy, Proto::Udp, target).message_log().spawn(&proxy.dir);
+    let mut uac =
+        Sipp::uac_to("uac", "uac-call-domain.xml", &proxy, Proto::Udp, target).message_log().spawn(&proxy.dir);
     uac.assert_success();
     uas.assert_success();
     let one = |start: &str| {
@@ -174,7 +185,13 @@ fn call_through(label: &str, script: &Path, extra_toml: &str) -> CallSeen {
         assert_eq!(all.len(), 1, "{label}: the backend got {} `{start}`:\n{}", all.len(), uas.report());
         all.into_iter().next().unwrap_or_default()
     };
-    let seen = CallSeen { invite: one("INVITE "), ack: one("ACK "), bye: one("BYE "), proxy_hp: format!("127.0.0.1:{}", proxy.port), backend };
+    let seen = CallSeen {
+        invite: one("INVITE "),
+        ack: one("ACK "),
+        bye: one("BYE "),
+        proxy_hp: format!("127.0.0.1:{}", proxy.port),
+        backend,
+    };
     proxy.stop();
     seen
 }
@@ -240,6 +257,10 @@ fn converted_default_script_refuses_relaying_between_foreign_domains() {
     let mut uac = Sipp::uac_to("uac", "uac-reject.xml", &proxy, Proto::Udp, target).message_log().spawn(&proxy.dir);
     uac.wait();
     let got = uac.received_starting("SIP/2.0 ");
-    assert!(got.iter().any(|m| m.starts_with("SIP/2.0 403 Relay Forbidden")), "expected 403 Relay Forbidden:\n{}", uac.report());
+    assert!(
+        got.iter().any(|m| m.starts_with("SIP/2.0 403 Relay Forbidden")),
+        "expected 403 Relay Forbidden:\n{}",
+        uac.report()
+    );
     proxy.stop();
 }

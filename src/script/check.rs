@@ -148,7 +148,9 @@ fn check_ast(ast: &AST, path: &str, engine_fns: &HashMap<String, HashSet<usize>>
         }
         if let Some((_, prefix)) = ARMING.iter().find(|(f, _)| *f == name) {
             // `""` disarms (docs/script-api.md §4.12): nothing to define.
-            if let Some(Expr::StringConstant(route, _)) = call.args.first().filter(|a| !matches!(a, Expr::StringConstant(r, _) if r.is_empty())) {
+            if let Some(Expr::StringConstant(route, _)) =
+                call.args.first().filter(|a| !matches!(a, Expr::StringConstant(r, _) if r.is_empty()))
+            {
                 let hook = format!("{prefix}{route}");
                 if !bundle.has_hook(&hook) {
                     push(

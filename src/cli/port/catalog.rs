@@ -79,7 +79,8 @@ impl Catalog {
 
     /// Every arity `name` is registered with (empty: no such function).
     pub fn arities(&self, name: &str) -> Vec<usize> {
-        let mut a: Vec<usize> = self.fns.get(name).map(|v| v.iter().map(|s| s.params.len()).collect()).unwrap_or_default();
+        let mut a: Vec<usize> =
+            self.fns.get(name).map(|v| v.iter().map(|s| s.params.len()).collect()).unwrap_or_default();
         a.sort_unstable();
         a.dedup();
         a
@@ -152,10 +153,10 @@ pub fn module_of(name: &str) -> Option<&'static str> {
         ("validate_dialog", "dialog: siprox's dialog module does not have it yet"),
         ("fix_route_dialog", "dialog: siprox's dialog module does not have it yet"),
         ("get_dialog_info", "dialog: siprox's dialog module does not have it yet"),
-                ("alias_db_", "alias_db"),
+        ("alias_db_", "alias_db"),
         ("check_source_address", "permissions"),
         ("allow_", "permissions"),
-                ("rest_", "rest_client"),
+        ("rest_", "rest_client"),
         ("exec", "exec"),
         ("sanity_check", "sanity"),
         ("b2b_", "b2b_logic"),
@@ -186,7 +187,16 @@ pub enum PvMap {
 pub fn int_pv(name: &str) -> bool {
     matches!(
         name,
-        "sp" | "Rp" | "cs" | "rs" | "mf" | "T_reply_code" | "T_branch_idx" | "DLG_status" | "DLG_count" | "DLG_lifetime" | "DLG_timeout"
+        "sp" | "Rp"
+            | "cs"
+            | "rs"
+            | "mf"
+            | "T_reply_code"
+            | "T_branch_idx"
+            | "DLG_status"
+            | "DLG_count"
+            | "DLG_lifetime"
+            | "DLG_timeout"
     )
 }
 
@@ -201,7 +211,9 @@ pub fn split_pv(text: &str) -> Option<(String, Option<String>)> {
         return Some(("?".into(), None));
     }
     match body.find('(') {
-        Some(open) if body.ends_with(')') => Some((body[..open].to_string(), Some(body[open + 1..body.len() - 1].to_string()))),
+        Some(open) if body.ends_with(')') => {
+            Some((body[..open].to_string(), Some(body[open + 1..body.len() - 1].to_string())))
+        }
         Some(_) => None,
         None => Some((body.to_string(), None)),
     }
@@ -234,9 +246,27 @@ pub fn map_pv(text: &str) -> Result<PvMap, String> {
         (true, Some(a)) => {
             let a = a.trim().trim_matches('"').to_string();
             let plain = !a.is_empty()
-                && a.split(['-', '.']).all(|part| part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'))
+                && a.split(['-', '.'])
+                    .all(|part| part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'))
                 && a.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                && !matches!(a.as_str(), "for" | "in" | "if" | "else" | "while" | "loop" | "fn" | "let" | "const" | "return" | "switch" | "do" | "until" | "true" | "false");
+                && !matches!(
+                    a.as_str(),
+                    "for"
+                        | "in"
+                        | "if"
+                        | "else"
+                        | "while"
+                        | "loop"
+                        | "fn"
+                        | "let"
+                        | "const"
+                        | "return"
+                        | "switch"
+                        | "do"
+                        | "until"
+                        | "true"
+                        | "false"
+                );
             Ok(PvMap::Pv(if plain { format!("${name}({a})") } else { format!("${name}({a:?})") }))
         }
         (false, None) => Ok(PvMap::Pv(format!("${name}"))),
@@ -265,8 +295,13 @@ pub const NAT_TESTS: &[(i64, &str)] = &[
 ];
 
 /// `fix_nated_sdp` flag bits and their 3.x names.
-pub const SDP_FLAGS: &[(i64, &str)] =
-    &[(1, "add-dir-active"), (2, "rewrite-media-ip"), (4, "add-no-rtpproxy"), (8, "rewrite-origin-ip"), (16, "rewrite-null-ips")];
+pub const SDP_FLAGS: &[(i64, &str)] = &[
+    (1, "add-dir-active"),
+    (2, "rewrite-media-ip"),
+    (4, "add-no-rtpproxy"),
+    (8, "rewrite-origin-ip"),
+    (16, "rewrite-null-ips"),
+];
 
 /// A numeric mask as a comma list of names; `None` when a bit has no name.
 pub fn mask_names(mask: i64, table: &[(i64, &str)]) -> Option<String> {
@@ -315,7 +350,10 @@ pub fn lookup_letters(flags: &str) -> Result<String, String> {
 
 /// Whether a flags string is the old single-letter form (`"m"`, `"c5r"`), not 3.x names.
 pub fn is_letter_flags(flags: &str) -> bool {
-    !flags.is_empty() && flags.len() <= 8 && flags.chars().all(|c| c.is_ascii_alphanumeric()) && !flags.chars().all(|c| c.is_ascii_digit())
+    !flags.is_empty()
+        && flags.len() <= 8
+        && flags.chars().all(|c| c.is_ascii_alphanumeric())
+        && !flags.chars().all(|c| c.is_ascii_digit())
 }
 
 fn letters(flags: &str, name: impl Fn(char, String) -> Result<String, String>) -> Result<String, String> {

@@ -60,7 +60,8 @@ pub fn fn_name(kind: &str, name: Option<&str>) -> String {
     match name {
         None => kind.to_string(),
         Some(n) => {
-            let clean: String = n.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+            let clean: String =
+                n.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
             format!("{kind}_{clean}")
         }
     }
@@ -192,7 +193,13 @@ impl Emitter<'_> {
         }
         for l in lines {
             let t = l.trim_end();
-            self.push(if t.is_empty() { "//".into() } else if t.starts_with(' ') || t.starts_with('\t') { format!("//{t}") } else { format!("// {t}") });
+            self.push(if t.is_empty() {
+                "//".into()
+            } else if t.starts_with(' ') || t.starts_with('\t') {
+                format!("//{t}")
+            } else {
+                format!("// {t}")
+            });
         }
     }
 
@@ -214,13 +221,19 @@ impl Emitter<'_> {
         self.push(String::new());
         match kind {
             "timer_route" => {
-                let header = std::iter::once(name.unwrap_or("")).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(", ");
+                let header = std::iter::once(name.unwrap_or(""))
+                    .chain(args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.notes.push((line, format!("`timer_route[{header}]` is kept as `fn {fname}()` but siprox has no timer routes yet: it is never called")));
             }
-            "local_route" => self.notes.push((line, "`local_route` is kept but siprox does not call it yet (docs/script-api.md §1)".into())),
-            "event_route" if name != Some("E_DISPATCHER_STATUS") => {
-                self.notes.push((line, format!("`event_route[{}]` is kept but siprox raises only E_DISPATCHER_STATUS", name.unwrap_or(""))))
-            }
+            "local_route" => self
+                .notes
+                .push((line, "`local_route` is kept but siprox does not call it yet (docs/script-api.md §1)".into())),
+            "event_route" if name != Some("E_DISPATCHER_STATUS") => self.notes.push((
+                line,
+                format!("`event_route[{}]` is kept but siprox raises only E_DISPATCHER_STATUS", name.unwrap_or("")),
+            )),
             _ => {}
         }
         let params: Vec<String> = (1..=nparams).map(|i| format!("p{i}")).collect();
@@ -246,7 +259,9 @@ impl Emitter<'_> {
         match &s.kind {
             StmtKind::Comment { text, trailing } => self.comment(text, *trailing),
             StmtKind::Unparsed { reason } => self.todo(s.line, s.end_line, format!("does not parse: {reason}")),
-            StmtKind::If { cond, then, els, header_end } => self.if_stmt(s.line, *header_end, cond, then, els.as_deref(), ""),
+            StmtKind::If { cond, then, els, header_end } => {
+                self.if_stmt(s.line, *header_end, cond, then, els.as_deref(), "")
+            }
             StmtKind::Switch { subject, cases } => self.switch(s, subject, cases),
             StmtKind::While { cond, body } => match self.cond(cond) {
                 Ok(c) => {
@@ -264,7 +279,11 @@ impl Emitter<'_> {
             StmtKind::ForEach { var, list, .. } => self.todo(
                 s.line,
                 s.end_line,
-                format!("`for ({} in {})`: siprox reads only the newest value of an AVP or header (no `[*]`)", short(var), short(list)),
+                format!(
+                    "`for ({} in {})`: siprox reads only the newest value of an AVP or header (no `[*]`)",
+                    short(var),
+                    short(list)
+                ),
             ),
             StmtKind::Block(body) => {
                 self.push("{".into());
@@ -318,14 +337,28 @@ impl Emitter<'_> {
         }])
     }
 
-    fn if_stmt(&mut self, line: usize, header_end: usize, cond: &Expr, then: &[Stmt], els: Option<&[Stmt]>, prefix: &str) {
+    fn if_stmt(
+        &mut self,
+        line: usize,
+        header_end: usize,
+        cond: &Expr,
+        then: &[Stmt],
+        els: Option<&[Stmt]>,
+        prefix: &str,
+    ) {
         match self.cond(cond) {
             Ok(c) => {
                 self.converted += 1;
                 self.push(format!("{prefix}if {c} {{"));
             }
             Err(reason) => {
-                self.todo(line, header_end, format!("{reason}; the block below is kept, converted, under `if false` until the condition is ported"));
+                self.todo(
+                    line,
+                    header_end,
+                    format!(
+                        "{reason}; the block below is kept, converted, under `if false` until the condition is ported"
+                    ),
+                );
                 self.push(format!("{prefix}if false {{"));
             }
         }
@@ -409,7 +442,9 @@ impl Emitter<'_> {
             other => self.value(other)?.0,
         };
         Ok(match op {
-            ":=" if pv.starts_with("$avp(") => vec![format!("while {pv} != () {{ {pv} = (); }}"), format!("{pv} = {v};")],
+            ":=" if pv.starts_with("$avp(") => {
+                vec![format!("while {pv} != () {{ {pv} = (); }}"), format!("{pv} = {v};")]
+            }
             "+=" => vec![format!("{pv} = {pv} + {v};")],
             "-=" => vec![format!("{pv} = {pv} - {v};")],
             _ => vec![format!("{pv} = {v};")],
@@ -463,7 +498,8 @@ impl Emitter<'_> {
 
     fn route_call(&mut self, args: &[Expr]) -> Conv<(String, Ret)> {
         let target = args.first().and_then(route_target).ok_or("`route()` needs a route name")?;
-        let (fname, nparams) = self.routes.get(&target).cloned().ok_or_else(|| format!("`route({target})` names no route block"))?;
+        let (fname, nparams) =
+            self.routes.get(&target).cloned().ok_or_else(|| format!("`route({target})` names no route block"))?;
         let mut out = Vec::new();
         for a in &args[1..] {
             out.push(self.value(a)?.0);
@@ -587,7 +623,13 @@ impl Emitter<'_> {
                 "+" | "-" | "*" | "/" | "%" | "&" | "|" | "^" => {
                     let (lv, lk) = self.value(l)?;
                     let (rv, rk) = self.value(r)?;
-                    let kind = if lk == Kind::Str || rk == Kind::Str { Kind::Str } else if lk == Kind::Int && rk == Kind::Int { Kind::Int } else { Kind::Unknown };
+                    let kind = if lk == Kind::Str || rk == Kind::Str {
+                        Kind::Str
+                    } else if lk == Kind::Int && rk == Kind::Int {
+                        Kind::Int
+                    } else {
+                        Kind::Unknown
+                    };
                     (format!("{} {op} {}", operand(l, &lv, op), operand(r, &rv, op)), kind)
                 }
                 _ => (self.cond(e)?, Kind::Bool),
@@ -769,7 +811,8 @@ fn legacy(name: &str, args: &[Expr]) -> Conv<(String, Vec<Expr>)> {
         "nat_uac_test" | "fix_nated_sdp" => {
             if let Some(mask) = args.first().and_then(int_of) {
                 let table = if name == "nat_uac_test" { catalog::NAT_TESTS } else { catalog::SDP_FLAGS };
-                let names = catalog::mask_names(mask, table).ok_or_else(|| format!("`{name}` mask {mask} has bits with no name"))?;
+                let names = catalog::mask_names(mask, table)
+                    .ok_or_else(|| format!("`{name}` mask {mask} has bits with no name"))?;
                 args[0] = Expr::Str(names);
             }
             name
@@ -783,7 +826,8 @@ fn legacy(name: &str, args: &[Expr]) -> Conv<(String, Vec<Expr>)> {
         "save" | "lookup" => {
             if let Some(Expr::Str(flags)) = args.get(1) {
                 if catalog::is_letter_flags(flags) {
-                    let names = if name == "save" { catalog::save_letters(flags)? } else { catalog::lookup_letters(flags)? };
+                    let names =
+                        if name == "save" { catalog::save_letters(flags)? } else { catalog::lookup_letters(flags)? };
                     args[1] = Expr::Str(names);
                 }
             }
@@ -962,7 +1006,10 @@ fn short(e: &Expr) -> String {
 
 /// Whether a block always ends the flow (its last statement is exit/drop/return).
 fn ends_flow(body: &[Stmt]) -> bool {
-    body.iter().rev().find(|s| !matches!(s.kind, StmtKind::Comment { .. })).is_some_and(|s| matches!(s.kind, StmtKind::Exit | StmtKind::Drop | StmtKind::Return(_)))
+    body.iter()
+        .rev()
+        .find(|s| !matches!(s.kind, StmtKind::Comment { .. }))
+        .is_some_and(|s| matches!(s.kind, StmtKind::Exit | StmtKind::Drop | StmtKind::Return(_)))
 }
 
 /// Whether a route returns a value anywhere (`return(N)`), so callers may test it.
@@ -996,7 +1043,9 @@ fn switch_arms(cases: &[Case]) -> Conv<Vec<(Vec<Option<Expr>>, Vec<Stmt>)>> {
             let mut ended = false;
             for s in &next.body {
                 if nested_break(s) {
-                    return Err("`break` inside a nested block of a `switch` case cannot be written as a Rhai arm".into());
+                    return Err(
+                        "`break` inside a nested block of a `switch` case cannot be written as a Rhai arm".into()
+                    );
                 }
                 match s.kind {
                     StmtKind::Break => {

@@ -40,8 +40,8 @@ pub struct Token {
 
 /// Longest operators first, so `==` wins over `=`.
 const OPS: &[&str] = &[
-    ":=", "+=", "-=", "==", "!=", "=~", "!~", "<=", ">=", "&&", "||", "(", ")", "{", "}", "[", "]", ",", ";", ":",
-    "=", "<", ">", "!", "+", "-", "*", "/", "%", "&", "|", "^", "~",
+    ":=", "+=", "-=", "==", "!=", "=~", "!~", "<=", ">=", "&&", "||", "(", ")", "{", "}", "[", "]", ",", ";", ":", "=",
+    "<", ">", "!", "+", "-", "*", "/", "%", "&", "|", "^", "~",
 ];
 
 /// Splits `src` into tokens; never fails (unknown characters become [`Tok::Stray`]).
@@ -260,6 +260,9 @@ mod tests {
                 Tok::Op("!~"),
             ]
         );
-        assert_eq!(toks("`x' 'y'"), vec![Tok::Stray('`'), Tok::Ident("x".into()), Tok::Stray('\''), Tok::Str("y".into())]);
+        assert_eq!(
+            toks("`x' 'y'"),
+            vec![Tok::Stray('`'), Tok::Ident("x".into()), Tok::Stray('\''), Tok::Str("y".into())]
+        );
     }
 }

@@ -99,7 +99,13 @@ pub fn convert(src: &str, input_name: &str) -> Output {
         }
     }
     for (line, note) in script.notes.iter().chain(&pre.notes) {
-        report.notes.push(Entry { line: *line, end_line: *line, text: text_of(*line, *line), reason: note.clone(), output: None });
+        report.notes.push(Entry {
+            line: *line,
+            end_line: *line,
+            text: text_of(*line, *line),
+            reason: note.clone(),
+            output: None,
+        });
     }
     report.not_converted.sort_by_key(|e| e.line);
     report.left_out.sort_by_key(|e| e.line);
@@ -175,7 +181,12 @@ pub fn main(input: &Path, out_dir: &Path) -> ExitCode {
     match port(input, out_dir) {
         Ok(report) => {
             print!("{}", report.render());
-            println!("written: {}, {}, {}", out_dir.join(CONFIG_FILE).display(), out_dir.join(SCRIPT_FILE).display(), out_dir.join(REPORT_FILE).display());
+            println!(
+                "written: {}, {}, {}",
+                out_dir.join(CONFIG_FILE).display(),
+                out_dir.join(SCRIPT_FILE).display(),
+                out_dir.join(REPORT_FILE).display()
+            );
             if report.check.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -277,7 +288,11 @@ mod tests {
     fn legacy_keywords_method_uri_myself_and_src_ip() {
         assert_eq!(
             route("if (method==\"INVITE\" && uri==myself && src_ip!=1.2.3.4 && from_uri=~\"@x\") exit;"),
-            ["if is_method(\"INVITE\") && is_myself($ru) && $si != \"1.2.3.4\" && pcre_match($fu, \"@x\") {", "exit();", "}"]
+            [
+                "if is_method(\"INVITE\") && is_myself($ru) && $si != \"1.2.3.4\" && pcre_match($fu, \"@x\") {",
+                "exit();",
+                "}"
+            ]
         );
     }
 
@@ -345,8 +360,15 @@ mod tests {
     fn while_loops_keep_break_and_for_each_is_a_todo() {
         let out = port_text("route {\n$var(i) = 0;\nwhile ($var(i) < 3) { $var(i) = $var(i) + 1; if ($var(i) == 2) break; }\nfor ($var(c) in $(avp(list)[*])) { xlog(\"$var(c)\"); }\n}\n");
         let code = code_of(&out.script, "fn route()");
-        assert_eq!(code[..7], ["$var(i) = 0;", "while $var(i) < 3 {", "$var(i) = $var(i) + 1;", "if $var(i) == 2 {", "break;", "}", "}"]);
-        assert!(out.script.contains("// TODO(port): for ($var(c) in $(avp(list)[*])) { xlog(\"$var(c)\"); }"), "{}", out.script);
+        assert_eq!(
+            code[..7],
+            ["$var(i) = 0;", "while $var(i) < 3 {", "$var(i) = $var(i) + 1;", "if $var(i) == 2 {", "break;", "}", "}"]
+        );
+        assert!(
+            out.script.contains("// TODO(port): for ($var(c) in $(avp(list)[*])) { xlog(\"$var(c)\"); }"),
+            "{}",
+            out.script
+        );
         assert!(todos(&out)[0].contains("for ($var(c) in"), "{:?}", todos(&out));
     }
 
@@ -355,19 +377,43 @@ mod tests {
         let out = port_text(
             "route { route(check, \"a\", 2); route(RELAY); t_on_failure(1); }\nroute[check] { xlog(\"$param(1) $param(2)\"); if ($param(2) == 2) return(-1); }\nroute[RELAY] { t_on_failure(\"1\"); t_on_reply(\"rpl\"); t_on_branch(\"br\"); if (!t_relay()) sl_reply_error(); }\nfailure_route[1] { if (t_check_status(\"408\")) exit; }\nonreply_route[rpl] { return(1); }\nbranch_route[br] { xlog(\"b\"); }\nonreply_route { exit; }\nlocal_route { xlog(\"l\"); }\nstartup_route { xlog(\"s\"); }\nerror_route { sl_reply_error(); }\ntimer_route[gc, 60] { xlog(\"t\"); }\nevent_route[E_DISPATCHER_STATUS] { xlog(\"$param(status)\"); }\n",
         );
-        for f in ["fn route()", "fn route_check(p1, p2)", "fn route_RELAY()", "fn failure_route_1()", "fn onreply_route_rpl()", "fn branch_route_br()", "fn onreply_route()", "fn local_route()", "fn startup_route()", "fn error_route()", "fn timer_route_gc()", "fn event_route_E_DISPATCHER_STATUS()"] {
+        for f in [
+            "fn route()",
+            "fn route_check(p1, p2)",
+            "fn route_RELAY()",
+            "fn failure_route_1()",
+            "fn onreply_route_rpl()",
+            "fn branch_route_br()",
+            "fn onreply_route()",
+            "fn local_route()",
+            "fn startup_route()",
+            "fn error_route()",
+            "fn timer_route_gc()",
+            "fn event_route_E_DISPATCHER_STATUS()",
+        ] {
             assert!(out.script.contains(f), "{f} missing:\n{}", out.script);
         }
-        assert_eq!(code_of(&out.script, "fn route()"), ["route_check(\"a\", 2);", "route_RELAY();", "t_on_failure(\"1\");"]);
-        assert_eq!(code_of(&out.script, "fn route_check("), ["xlog(\"$param(1) $param(2)\");", "if p2 == 2 {", "return -1;", "}", "return 1;"]);
+        assert_eq!(
+            code_of(&out.script, "fn route()"),
+            ["route_check(\"a\", 2);", "route_RELAY();", "t_on_failure(\"1\");"]
+        );
+        assert_eq!(
+            code_of(&out.script, "fn route_check("),
+            ["xlog(\"$param(1) $param(2)\");", "if p2 == 2 {", "return -1;", "}", "return 1;"]
+        );
         assert_eq!(code_of(&out.script, "fn onreply_route_rpl()"), ["return;"]);
         let notes: Vec<&str> = out.report.notes.iter().map(|n| n.reason.as_str()).collect();
-        assert!(notes.iter().any(|n| n.contains("timer_route")) && notes.iter().any(|n| n.contains("local_route")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("timer_route")) && notes.iter().any(|n| n.contains("local_route")),
+            "{notes:?}"
+        );
     }
 
     #[test]
     fn return_zero_exits_and_sub_route_results_can_be_tested() {
-        let out = port_text("route { if (route(ok)) xlog(\"yes\"); return(0); }\nroute[ok] { if ($rU == \"a\") return(-1); }\n");
+        let out = port_text(
+            "route { if (route(ok)) xlog(\"yes\"); return(0); }\nroute[ok] { if ($rU == \"a\") return(-1); }\n",
+        );
         assert_eq!(code_of(&out.script, "fn route()"), ["if route_ok() > 0 {", "xlog(\"yes\");", "}", "exit();"]);
         assert_eq!(code_of(&out.script, "fn route_ok()"), ["if $rU == \"a\" {", "return -1;", "}", "return 1;"]);
     }
@@ -402,11 +448,33 @@ mod tests {
         );
         let code = code_of(&out.script, "fn route()");
         assert_eq!(code, ["if false {", "t_relay();", "}"]);
-        for line in ["rtpproxy_offer();", "xlog(\"${ENV_HOST}\");", "t_on_failure(\"nowhere\");", "if (cluster_check_addr(1, \"$si\")) {", "$avp(h) = $json(doc/home_ip);", "sethost(\"${ENV_HOST}\");", "lookup(\"location\", \"g\");", "ifdef(`WITH_NAT', `fix_nated_contact();')", "t_relay(\"a\", \"b\", \"c\");"] {
-            assert!(out.script.contains(&format!("    // TODO(port): {line}")), "{line} is not a TODO in place:\n{}", out.script);
+        for line in [
+            "rtpproxy_offer();",
+            "xlog(\"${ENV_HOST}\");",
+            "t_on_failure(\"nowhere\");",
+            "if (cluster_check_addr(1, \"$si\")) {",
+            "$avp(h) = $json(doc/home_ip);",
+            "sethost(\"${ENV_HOST}\");",
+            "lookup(\"location\", \"g\");",
+            "ifdef(`WITH_NAT', `fix_nated_contact();')",
+            "t_relay(\"a\", \"b\", \"c\");",
+        ] {
+            assert!(
+                out.script.contains(&format!("    // TODO(port): {line}")),
+                "{line} is not a TODO in place:\n{}",
+                out.script
+            );
         }
         let reasons = todos(&out).join("\n");
-        for why in ["module rtpproxy", "cluster_check_addr", "`$json`", "template placeholder", "flag `g`", "takes 0 or 1 or 2 argument(s), not 3", "no failure_route[nowhere]"] {
+        for why in [
+            "module rtpproxy",
+            "cluster_check_addr",
+            "`$json`",
+            "template placeholder",
+            "flag `g`",
+            "takes 0 or 1 or 2 argument(s), not 3",
+            "no failure_route[nowhere]",
+        ] {
             assert!(reasons.contains(why), "no reason mentions {why}:\n{reasons}");
         }
         assert_eq!(out.report.not_converted.len(), 9, "{reasons}");
@@ -416,7 +484,16 @@ mod tests {
     fn comments_of_every_kind_are_kept_in_place() {
         let out = port_text("# top\nroute {\n    # before\n    t_relay(); # after\n    /* block\n       two */\n    // slashes\n    if (is_method(\"INVITE\") /* why */) {\n        sl_send_reply(\"404\" /* code */, \"x\");\n    }\n}\n");
         let script = out.script;
-        for want in ["// top", "    // before", "    t_relay(); // after", "    // block", "    //       two", "    // slashes", "    // why", "        // code"] {
+        for want in [
+            "// top",
+            "    // before",
+            "    t_relay(); // after",
+            "    // block",
+            "    //       two",
+            "    // slashes",
+            "    // why",
+            "        // code",
+        ] {
             assert!(script.lines().any(|l| l == want), "{want:?} missing:\n{script}");
         }
     }
@@ -425,7 +502,11 @@ mod tests {
     fn preprocessor_lines_are_applied() {
         let out = port_text("#!define WITH_NAT\n#!define NATFLAG 5\nroute {\n#!ifdef WITH_NAT\n    setflag(NATFLAG);\n#!else\n    resetflag(NATFLAG);\n#!endif\n}\n");
         assert_eq!(code_of(&out.script, "fn route()"), ["setflag(5);"]);
-        assert!(out.script.contains("// #     resetflag(NATFLAG);") || out.script.contains("//     resetflag"), "{}", out.script);
+        assert!(
+            out.script.contains("// #     resetflag(NATFLAG);") || out.script.contains("//     resetflag"),
+            "{}",
+            out.script
+        );
     }
 
     #[test]
@@ -444,7 +525,11 @@ mod tests {
         assert_eq!(cfg.db.url, "mysql://u:p@h/db");
         assert_eq!(cfg.usrloc.working_mode_preset, "sql-only");
         assert_eq!(cfg.core.script, std::path::PathBuf::from("route.rhai"));
-        assert!(out.config.contains("# opensips.cfg:7: modparam(\"tm\", \"fr_timer\", 2)\nfr_timeout = 2"), "{}", out.config);
+        assert!(
+            out.config.contains("# opensips.cfg:7: modparam(\"tm\", \"fr_timer\", 2)\nfr_timeout = 2"),
+            "{}",
+            out.config
+        );
         assert!(out.config.contains("# TODO(port): line 13: modparam(\"acc\", \"early_media\", 0)"), "{}", out.config);
         let left: Vec<usize> = out.report.left_out.iter().map(|e| e.line).collect();
         assert_eq!(left, [11, 14], "the second db_url and syslog_facility");

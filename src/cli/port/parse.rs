@@ -16,9 +16,19 @@ pub enum Expr {
     Null,
     /// A pseudo-variable as written (`$avp(x)`).
     Pv(String),
-    Call { name: String, args: Vec<Expr> },
-    Unary { op: &'static str, e: Box<Expr> },
-    Binary { op: &'static str, l: Box<Expr>, r: Box<Expr> },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: &'static str,
+        e: Box<Expr>,
+    },
+    Binary {
+        op: &'static str,
+        l: Box<Expr>,
+        r: Box<Expr>,
+    },
     Paren(Box<Expr>),
 }
 
@@ -33,20 +43,44 @@ pub struct Stmt {
 #[derive(Debug, Clone)]
 pub enum StmtKind {
     /// `trailing`: on the same line as the code before it.
-    Comment { text: String, trailing: bool },
+    Comment {
+        text: String,
+        trailing: bool,
+    },
     Expr(Expr),
-    Assign { target: Expr, op: &'static str, value: Expr },
+    Assign {
+        target: Expr,
+        op: &'static str,
+        value: Expr,
+    },
     /// `header_end`: last line of `if (…)`.
-    If { cond: Expr, then: Vec<Stmt>, els: Option<Vec<Stmt>>, header_end: usize },
-    Switch { subject: Expr, cases: Vec<Case> },
-    While { cond: Expr, body: Vec<Stmt> },
-    ForEach { var: Expr, list: Expr, body: Vec<Stmt> },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        els: Option<Vec<Stmt>>,
+        header_end: usize,
+    },
+    Switch {
+        subject: Expr,
+        cases: Vec<Case>,
+    },
+    While {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
+    ForEach {
+        var: Expr,
+        list: Expr,
+        body: Vec<Stmt>,
+    },
     Block(Vec<Stmt>),
     Exit,
     Drop,
     Break,
     Return(Option<Expr>),
-    Unparsed { reason: String },
+    Unparsed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -64,15 +98,41 @@ pub enum Value {
 
 #[derive(Debug, Clone)]
 pub enum Item {
-    Comment { text: String, trailing: bool },
+    Comment {
+        text: String,
+        trailing: bool,
+    },
     /// `name = value` with the value as written (up to a comment or the end of the line).
-    Global { name: String, value: String, line: usize },
-    LoadModule { name: String, line: usize },
-    Modparam { module: String, param: String, value: Value, line: usize, end_line: usize },
+    Global {
+        name: String,
+        value: String,
+        line: usize,
+    },
+    LoadModule {
+        name: String,
+        line: usize,
+    },
+    Modparam {
+        module: String,
+        param: String,
+        value: Value,
+        line: usize,
+        end_line: usize,
+    },
     /// `kind` is `route`, `onreply_route`, …; `args` are what the brackets hold after the
     /// name (`timer_route[t, 10]`).
-    Route { kind: String, name: Option<String>, args: Vec<String>, body: Vec<Stmt>, line: usize },
-    Unparsed { line: usize, end_line: usize, reason: String },
+    Route {
+        kind: String,
+        name: Option<String>,
+        args: Vec<String>,
+        body: Vec<Stmt>,
+        line: usize,
+    },
+    Unparsed {
+        line: usize,
+        end_line: usize,
+        reason: String,
+    },
 }
 
 /// Whether the top-level comment at `i` goes with a setting (to siprox.toml) rather than
@@ -263,7 +323,9 @@ impl Parser<'_> {
             Tok::Ident(w) if w == "include_file" || w == "import_file" => {
                 self.next()?;
                 let file = self.string_arg()?;
-                return Err(format!("`{w} \"{file}\"`: siprox port does not follow includes; convert that file on its own and merge"));
+                return Err(format!(
+                    "`{w} \"{file}\"`: siprox port does not follow includes; convert that file on its own and merge"
+                ));
             }
             Tok::Ident(w) if ROUTE_KINDS.contains(&w.as_str()) => {
                 self.next()?;
@@ -282,7 +344,12 @@ impl Parser<'_> {
                     out.push(c);
                 }
             }
-            _ => return Err(format!("expected a global parameter, loadmodule, modparam or a route block, found {}", self.describe())),
+            _ => {
+                return Err(format!(
+                    "expected a global parameter, loadmodule, modparam or a route block, found {}",
+                    self.describe()
+                ))
+            }
         }
         Ok(out)
     }
@@ -381,7 +448,9 @@ impl Parser<'_> {
                         self.eof_reported = true;
                         let line = self.last_end;
                         out.push(Stmt {
-                            kind: StmtKind::Unparsed { reason: "a `}` is missing: the block runs to the end of the file".into() },
+                            kind: StmtKind::Unparsed {
+                                reason: "a `}` is missing: the block runs to the end of the file".into(),
+                            },
                             line,
                             end_line: line,
                         });
@@ -446,7 +515,8 @@ impl Parser<'_> {
             self.pos += 1;
             let closed_block = matches!(t.tok, Tok::Op("}")) && depth == 0;
             if (matches!(t.tok, Tok::Op(";")) && depth == 0 && parens <= 0)
-                || (closed_block && !matches!(self.toks.get(self.pos).map(|n| &n.tok), Some(Tok::Ident(w)) if w == "else"))
+                || (closed_block
+                    && !matches!(self.toks.get(self.pos).map(|n| &n.tok), Some(Tok::Ident(w)) if w == "else"))
             {
                 break;
             }
@@ -461,7 +531,8 @@ impl Parser<'_> {
             return self.block_rest();
         }
         let s = self.stmt()?;
-        let (after, before): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut self.pending).into_iter().partition(|c| c.line > s.end_line);
+        let (after, before): (Vec<Stmt>, Vec<Stmt>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|c| c.line > s.end_line);
         let mut out: Vec<Stmt> = before.into_iter().map(own_line).collect();
         out.push(s);
         // Comments after a brace-less body belong to the enclosing block.
@@ -752,11 +823,15 @@ mod tests {
         let it = items(
             "socket=udp:127.0.0.1:5060   # CUSTOMIZE ME\nloadmodule \"tm.so\"\nmodparam(\"tm\", \"fr_timeout\", 5)\nmodparam(\"dialog\", \"db_url\",\n\t\"mysql://x@h/db\") # c\n",
         );
-        assert!(matches!(&it[0], Item::Global { name, value, line: 1 } if name == "socket" && value == "udp:127.0.0.1:5060"));
+        assert!(
+            matches!(&it[0], Item::Global { name, value, line: 1 } if name == "socket" && value == "udp:127.0.0.1:5060")
+        );
         assert!(matches!(&it[1], Item::Comment { trailing: true, .. }));
         assert!(matches!(&it[2], Item::LoadModule { name, .. } if name == "tm.so"));
         assert!(matches!(&it[3], Item::Modparam { value: Value::Int(5), .. }));
-        assert!(matches!(&it[4], Item::Modparam { line: 4, end_line: 5, value: Value::Str(v), .. } if v == "mysql://x@h/db"));
+        assert!(
+            matches!(&it[4], Item::Modparam { line: 4, end_line: 5, value: Value::Str(v), .. } if v == "mysql://x@h/db")
+        );
     }
 
     #[test]
@@ -765,11 +840,23 @@ mod tests {
         let names: Vec<_> = it
             .iter()
             .filter_map(|i| match i {
-                Item::Route { kind, name, args, .. } => Some(format!("{kind}:{}:{}", name.clone().unwrap_or_default(), args.join(","))),
+                Item::Route { kind, name, args, .. } => {
+                    Some(format!("{kind}:{}:{}", name.clone().unwrap_or_default(), args.join(",")))
+                }
                 _ => None,
             })
             .collect();
-        assert_eq!(names, ["route:relay:", "failure_route:GW:", "onreply_route::", "timer_route:t:10", "event_route:E_UL_AOR_INSERT:", "route:2:"]);
+        assert_eq!(
+            names,
+            [
+                "route:relay:",
+                "failure_route:GW:",
+                "onreply_route::",
+                "timer_route:t:10",
+                "event_route:E_UL_AOR_INSERT:",
+                "route:2:"
+            ]
+        );
     }
 
     #[test]
@@ -799,7 +886,9 @@ mod tests {
 
     #[test]
     fn switch_with_fallthrough_cases_and_default() {
-        let b = route_body("switch ($retcode) {\ncase 1:\n x(); break;\ncase -1:\ncase -3:\n y(); exit;\ndefault:\n z();\n}");
+        let b = route_body(
+            "switch ($retcode) {\ncase 1:\n x(); break;\ncase -1:\ncase -3:\n y(); exit;\ndefault:\n z();\n}",
+        );
         let StmtKind::Switch { cases, .. } = &b[0].kind else { panic!() };
         assert_eq!(cases.len(), 4);
         assert_eq!(cases[1].label, Some(Expr::Int(-1)));
@@ -827,7 +916,9 @@ mod tests {
     #[test]
     fn unquoted_sockets_and_includes() {
         let b = route_body("force_send_socket(udp:10.0.0.1:5060);");
-        assert!(matches!(&b[0].kind, StmtKind::Expr(Expr::Call { args, .. }) if args == &[Expr::Str("udp:10.0.0.1:5060".into())]));
+        assert!(
+            matches!(&b[0].kind, StmtKind::Expr(Expr::Call { args, .. }) if args == &[Expr::Str("udp:10.0.0.1:5060".into())])
+        );
         let it = items("include_file \"extra.cfg\"\nroute {}\n");
         assert!(matches!(&it[0], Item::Unparsed { reason, .. } if reason.contains("includes")), "{it:?}");
         assert!(matches!(&it[1], Item::Route { .. }));

@@ -51,7 +51,13 @@ pub fn preprocess(src: &str) -> Preprocessed {
                 "endif" => {
                     if let Some(Frame::If { outer, name, line, .. }) = stack.pop() {
                         if outer {
-                            notes.push((line, format!("`#!ifdef {name}` … line {n}: applied as `{name}` is{} defined", if defines.contains_key(&name) { "" } else { " not" })));
+                            notes.push((
+                                line,
+                                format!(
+                                    "`#!ifdef {name}` … line {n}: applied as `{name}` is{} defined",
+                                    if defines.contains_key(&name) { "" } else { " not" }
+                                ),
+                            ));
                         }
                     }
                 }

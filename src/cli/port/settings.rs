@@ -101,26 +101,90 @@ pub const MODPARAMS: &[(&str, &str, &str, &str, K)] = &[
 
 /// Modules siprox has built in (their `loadmodule` lines need nothing).
 const BUILT_IN: &[&str] = &[
-    "sl", "tm", "rr", "maxfwd", "signaling", "sipmsgops", "textops", "dispatcher", "load_balancer", "dialog", "usrloc",
-    "registrar", "nathelper", "auth", "auth_db", "path", "regex", "uri", "db_mysql", "db_postgres", "db_sqlite",
-    "proto_udp", "proto_tcp", "mi_fifo", "mi_http", "mi_json", "mi_datagram", "httpd", "domain",
+    "sl",
+    "tm",
+    "rr",
+    "maxfwd",
+    "signaling",
+    "sipmsgops",
+    "textops",
+    "dispatcher",
+    "load_balancer",
+    "dialog",
+    "usrloc",
+    "registrar",
+    "nathelper",
+    "auth",
+    "auth_db",
+    "path",
+    "regex",
+    "uri",
+    "db_mysql",
+    "db_postgres",
+    "db_sqlite",
+    "proto_udp",
+    "proto_tcp",
+    "mi_fifo",
+    "mi_http",
+    "mi_json",
+    "mi_datagram",
+    "httpd",
+    "domain",
 ];
 
 /// Global parameters that siprox does not need, and why.
 const NOT_NEEDED: &[(&[&str], &str)] = &[
     (
-        &["log_stderror", "log_stderr", "stderror_enabled", "log_facility", "syslog_facility", "syslog_enabled", "syslog_name", "xlog_level", "debug_mode", "memlog", "memdump", "log_name", "log_prefix"],
+        &[
+            "log_stderror",
+            "log_stderr",
+            "stderror_enabled",
+            "log_facility",
+            "syslog_facility",
+            "syslog_enabled",
+            "syslog_name",
+            "xlog_level",
+            "debug_mode",
+            "memlog",
+            "memdump",
+            "log_name",
+            "log_prefix",
+        ],
         "siprox logs to stderr through tracing; the level is [core] log_level or RUST_LOG",
     ),
     (&["mpath"], "siprox's modules are built in"),
     (&["check_via"], "siprox matches replies to transactions by the Via branch; there is no sender check to turn on"),
-    (&["mhomed", "disable_tcp"], "siprox listens on exactly the [core] listen sockets and picks the outgoing one per destination"),
     (
-        &["fork", "tcp_children", "tcp_workers", "tcp_max_connections", "open_files_limit", "shm_hash_split_percentage", "pkg_mem", "shm_mem", "tcp_connection_lifetime"],
+        &["mhomed", "disable_tcp"],
+        "siprox listens on exactly the [core] listen sockets and picks the outgoing one per destination",
+    ),
+    (
+        &[
+            "fork",
+            "tcp_children",
+            "tcp_workers",
+            "tcp_max_connections",
+            "open_files_limit",
+            "shm_hash_split_percentage",
+            "pkg_mem",
+            "shm_mem",
+            "tcp_connection_lifetime",
+        ],
         "siprox is one process of async tasks: no per-protocol worker pools or memory pools to size",
     ),
     (
-        &["dns", "rev_dns", "dns_try_ipv6", "dns_use_search_list", "disable_dns_blacklist", "dns_retr_time", "dns_retr_no", "dns_servers_no", "dns_try_naptr", "disable_dns_failover"],
+        &[
+            "dns",
+            "rev_dns",
+            "dns_try_ipv6",
+            "dns_use_search_list",
+            "disable_dns_blacklist",
+            "dns_retr_time",
+            "dns_retr_no",
+            "dns_servers_no",
+            "dns_try_naptr",
+            "disable_dns_failover",
+        ],
         "siprox resolves names with the system resolver (docs/script-api.md §7, DNS)",
     ),
     (&["auto_aliases"], "siprox's `is_myself` knows its sockets and [core] alias; no reverse lookups"),
@@ -202,7 +266,8 @@ pub fn convert(items: &[Item], src: &str, input_name: &str, script_name: &str) -
                 }
             }
             Item::Global { name, value, line } => {
-                let fate = global(&mut t, name, value, (*line, text_of(*line, *line)), std::mem::take(&mut pending_comments));
+                let fate =
+                    global(&mut t, name, value, (*line, text_of(*line, *line)), std::mem::take(&mut pending_comments));
                 if let Fate::Todo(r) = &fate {
                     todo_lines.push(format!("# TODO(port): line {line}: {} ({r})", text_of(*line, *line)));
                 }
@@ -214,7 +279,9 @@ pub fn convert(items: &[Item], src: &str, input_name: &str, script_name: &str) -
                 let fate = if BUILT_IN.contains(&module.as_str()) {
                     Fate::Converted
                 } else {
-                    Fate::NotNeeded(format!("module {module} is not in siprox; its functions and parameters are marked TODO where used"))
+                    Fate::NotNeeded(format!(
+                        "module {module} is not in siprox; its functions and parameters are marked TODO where used"
+                    ))
                 };
                 fates.push((*line, *line, fate));
             }
@@ -238,9 +305,13 @@ pub fn convert(items: &[Item], src: &str, input_name: &str, script_name: &str) -
     });
     let mut out = String::new();
     out.push_str(&format!("# siprox.toml: converted by `siprox port` from {input_name}.\n"));
-    out.push_str("# Each key names the opensips.cfg line it comes from; port-report.txt lists what was not converted.\n");
+    out.push_str(
+        "# Each key names the opensips.cfg line it comes from; port-report.txt lists what was not converted.\n",
+    );
     if !t.has("core", "listen") {
-        out.push_str("# opensips.cfg has no listen/socket line: siprox listens on its default, udp and tcp 127.0.0.1:5060.\n");
+        out.push_str(
+            "# opensips.cfg has no listen/socket line: siprox listens on its default, udp and tcp 127.0.0.1:5060.\n",
+        );
     }
     for (table, entries) in &t.tables {
         out.push_str(&format!("\n[{table}]\n"));
@@ -301,7 +372,10 @@ fn global(t: &mut Tables, name: &str, value: &str, origin: (usize, String), comm
             Err(_) => Fate::Todo("not a number".into()),
         },
         "alias" => {
-            let host = unquoted.split_once(':').filter(|(p, _)| matches!(*p, "udp" | "tcp" | "tls" | "sctp" | "ws" | "wss")).map_or(unquoted, |(_, rest)| rest);
+            let host = unquoted
+                .split_once(':')
+                .filter(|(p, _)| matches!(*p, "udp" | "tcp" | "tls" | "sctp" | "ws" | "wss"))
+                .map_or(unquoted, |(_, rest)| rest);
             t.set("core", "alias", toml::Value::Array(vec![toml::Value::String(host.to_string())]), origin, comments);
             Fate::Converted
         }
@@ -336,13 +410,21 @@ fn listen(value: &str) -> Result<(String, Option<String>), String> {
         _ => (rest, "5060"),
     };
     let host = if host == "*" { "0.0.0.0" } else { host };
-    if host.parse::<std::net::IpAddr>().is_err() && host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_err() {
+    if host.parse::<std::net::IpAddr>().is_err() && host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_err()
+    {
         return Err(format!("`{host}` is not an IP address (siprox binds addresses, not interface or host names)"));
     }
     Ok((format!("{proto}:{host}:{port}"), advertise))
 }
 
-fn modparam(t: &mut Tables, module: &str, param: &str, value: &Value, origin: (usize, String), comments: Vec<String>) -> Fate {
+fn modparam(
+    t: &mut Tables,
+    module: &str,
+    param: &str,
+    value: &Value,
+    origin: (usize, String),
+    comments: Vec<String>,
+) -> Fate {
     if let Value::Str(s) = value {
         if let Some(reason) = placeholder(s) {
             return Fate::Todo(reason);
@@ -355,20 +437,29 @@ fn modparam(t: &mut Tables, module: &str, param: &str, value: &Value, origin: (u
             return Fate::Todo(format!("siprox's [db] is SQLite, PostgreSQL or MySQL; not {url}"));
         }
         if t.has("db", "url") {
-            return Fate::NotNeeded("siprox has one database for every module ([db] url): the first db_url is used".into());
+            return Fate::NotNeeded(
+                "siprox has one database for every module ([db] url): the first db_url is used".into(),
+            );
         }
         t.set("db", "url", toml::Value::String(url), origin, comments);
         return Fate::Converted;
     }
     match (module, param) {
         ("mi_fifo" | "mi_http" | "mi_datagram" | "httpd", _) => {
-            return Fate::NotNeeded("siprox's management interface is JSON-RPC over HTTP at [mi] listen (docs/mi.md)".into())
+            return Fate::NotNeeded(
+                "siprox's management interface is JSON-RPC over HTTP at [mi] listen (docs/mi.md)".into(),
+            )
         }
-        ("tm", "onreply_avp_mode") => return Fate::Todo("siprox reply routes always start without AVPs (mode 0)".into()),
+        ("tm", "onreply_avp_mode") => {
+            return Fate::Todo("siprox reply routes always start without AVPs (mode 0)".into())
+        }
         ("usrloc", "working_mode_preset") => {
             let Value::Str(p) = value else { return Fate::Todo("not a preset name".into()) };
             if !USRLOC_PRESETS.contains(&p.as_str()) {
-                return Fate::Todo(format!("usrloc preset `{p}` is not in siprox (it has {})", USRLOC_PRESETS.join(", ")));
+                return Fate::Todo(format!(
+                    "usrloc preset `{p}` is not in siprox (it has {})",
+                    USRLOC_PRESETS.join(", ")
+                ));
             }
         }
         _ => {}
@@ -434,7 +525,10 @@ mod tests {
         assert_eq!(listen("udp:127.0.0.1:5060"), Ok(("udp:127.0.0.1:5060".into(), None)));
         assert_eq!(listen("udp:*:5060"), Ok(("udp:0.0.0.0:5060".into(), None)));
         assert_eq!(listen("tcp:10.0.0.1"), Ok(("tcp:10.0.0.1:5060".into(), None)));
-        assert_eq!(listen("udp:10.0.0.1:5060 as 1.2.3.4:5060"), Ok(("udp:10.0.0.1:5060".into(), Some("1.2.3.4:5060".into()))));
+        assert_eq!(
+            listen("udp:10.0.0.1:5060 as 1.2.3.4:5060"),
+            Ok(("udp:10.0.0.1:5060".into(), Some("1.2.3.4:5060".into())))
+        );
         assert!(listen("tls:10.0.0.1:5061").is_err());
         assert!(listen("udp:eth0:5060").is_err());
     }
