@@ -22,7 +22,14 @@ pub enum Tok {
     Comment(String),
     /// A character the language does not have (an m4 back-quote, say).
     Stray(char),
+    /// A whole m4 macro call with quoted arguments (`` ifelse(X, `yes', `…') ``), which a
+    /// generator was meant to expand: its text, possibly over several lines.
+    M4(String),
 }
+
+/// m4's built-in macros that menuconfig-style templates use.
+const M4_MACROS: &[&str] =
+    &["ifelse", "ifdef", "define", "undefine", "include", "sinclude", "divert", "dnl", "m4_include"];
 
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -106,8 +113,17 @@ pub fn tokenize(src: &str) -> Vec<Token> {
                 j += 1;
             }
             let text = src[i..j].to_string();
-            i = j;
-            Tok::Ident(text)
+            match m4_call_end(src, &text, j) {
+                Some(end) => {
+                    line += src[i..end].matches('\n').count();
+                    i = end;
+                    Tok::M4(src[start..end].to_string())
+                }
+                None => {
+                    i = j;
+                    Tok::Ident(text)
+                }
+            }
         } else if let Some(op) = OPS.iter().find(|op| src[i..].starts_with(**op)) {
             i += op.len();
             Tok::Op(op)
@@ -123,6 +139,36 @@ pub fn tokenize(src: &str) -> Vec<Token> {
         line_has_token = true;
     }
     out
+}
+
+/// End of an m4 macro call `name(…)` starting its argument list at `open`, when `name` is an
+/// m4 built-in and the arguments use m4 quotes; parentheses inside `` `…' `` do not count.
+fn m4_call_end(src: &str, name: &str, open: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    if !M4_MACROS.contains(&name) || b.get(open) != Some(&b'(') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut quote = 0usize;
+    let mut quoted = false;
+    for (k, &c) in b.iter().enumerate().skip(open) {
+        match c {
+            b'`' => {
+                quote += 1;
+                quoted = true;
+            }
+            b'\'' if quote > 0 => quote -= 1,
+            b'(' if quote == 0 => depth += 1,
+            b')' if quote == 0 => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return quoted.then_some(k + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn number(text: &str) -> Option<i64> {
@@ -264,5 +310,15 @@ mod tests {
             toks("`x' 'y'"),
             vec![Tok::Stray('`'), Tok::Ident("x".into()), Tok::Stray('\''), Tok::Str("y".into())]
         );
+    }
+
+    #[test]
+    fn an_m4_macro_call_is_one_token_over_its_lines() {
+        let t = tokenize("a\nifelse(X,`yes',`loadmodule \"x.so\"\nf(1)',`') b\nifdef(y)");
+        assert_eq!(t[1].tok, Tok::M4("ifelse(X,`yes',`loadmodule \"x.so\"\nf(1)',`')".into()));
+        assert_eq!((t[1].line, t[1].end_line, t[2].line), (2, 3, 3));
+        assert_eq!(t[2].tok, Tok::Ident("b".into()));
+        // Without m4 quotes it is an ordinary call.
+        assert_eq!(t[3].tok, Tok::Ident("ifdef".into()));
     }
 }

@@ -481,6 +481,23 @@ mod tests {
     }
 
     #[test]
+    fn an_m4_template_region_is_one_todo_and_nothing_inside_it_is_applied() {
+        let out = port_text(
+            "ifelse(USE_DIALOG,`yes',`loadmodule \"dialog.so\"\nmodparam(\"dialog\", \"db_mode\", 2)',`')\nifdef(`X',`modparam(\"tm\", \"fr_timeout\", 9)')\nroute {\n    ifelse(LIMIT,`yes',`\n    set_dlg_profile(\"calls\");\n    ',`')\n    exit;\n}\n",
+        );
+        assert!(!out.config.contains("db_mode") && !out.config.contains("fr_timeout"), "{}", out.config);
+        assert_eq!(code_of(&out.script, "fn route()"), ["exit();"]);
+        let lines: Vec<(usize, usize)> = out.report.not_converted.iter().map(|e| (e.line, e.end_line)).collect();
+        assert_eq!(lines, [(1, 2), (3, 3), (5, 7)]);
+        assert!(
+            out.report.not_converted.iter().all(|e| e.reason.contains("m4 macro")),
+            "{:?}",
+            out.report.not_converted
+        );
+        assert!(out.script.contains("    // TODO(port): set_dlg_profile(\"calls\");"), "{}", out.script);
+    }
+
+    #[test]
     fn comments_of_every_kind_are_kept_in_place() {
         let out = port_text("# top\nroute {\n    # before\n    t_relay(); # after\n    /* block\n       two */\n    // slashes\n    if (is_method(\"INVITE\") /* why */) {\n        sl_send_reply(\"404\" /* code */, \"x\");\n    }\n}\n");
         let script = out.script;

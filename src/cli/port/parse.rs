@@ -264,6 +264,10 @@ impl Parser<'_> {
             Some(Tok::Pv(p)) => format!("`{p}`"),
             Some(Tok::Stray(c)) => format!("`{c}` (not opensips.cfg syntax; an m4 or template placeholder?)"),
             Some(Tok::Comment(_)) => "a comment".into(),
+            Some(Tok::M4(m)) => format!(
+                "an m4 macro `{}…` (expand the template with m4 first, or port by hand)",
+                m.chars().take_while(|c| *c != '(').collect::<String>()
+            ),
         }
     }
 
@@ -415,7 +419,7 @@ impl Parser<'_> {
                 && depth == 0
                 && matches!(&t.tok, Tok::Ident(w) if ROUTE_KINDS.contains(&w.as_str()) || w == "loadmodule" || w == "modparam"
                     || matches!(self.toks.get(self.pos + 1).map(|n| &n.tok), Some(Tok::Op("="))));
-            let own_line_comment = t.first_on_line && depth == 0 && matches!(t.tok, Tok::Comment(_));
+            let own_line_comment = t.first_on_line && depth == 0 && matches!(t.tok, Tok::Comment(_) | Tok::M4(_));
             if (starts_item || own_line_comment) && !first {
                 break;
             }
