@@ -103,12 +103,38 @@ pub fn convert(items: &[Item], src: &str, cat: &Catalog, input_name: &str) -> Sc
             Item::Global { .. } | Item::LoadModule { .. } | Item::Modparam { .. } => {}
         }
     }
+    if !e.defined.contains("route") {
+        e.missing_main_route();
+    }
     let mut text = e.out.join("\n");
     text.push('\n');
     ScriptOut { text, todos: e.todos, converted: e.converted, notes: e.notes }
 }
 
 impl Emitter<'_> {
+    /// siprox needs `fn route()`; a file without a main route that converted (a fragment,
+    /// or one whose `route {` did not parse) gets one that answers 500, so the gap shows.
+    fn missing_main_route(&mut self) {
+        self.push(String::new());
+        self.push("fn route() {".into());
+        self.indent += 1;
+        let out_line = self.out.len() + 1;
+        self.push(
+            "// TODO(port): no main `route { … }` could be converted; until it is ported every request gets 500."
+                .into(),
+        );
+        self.todos.push(Todo {
+            line: 1,
+            end_line: 1,
+            reason: "no main `route { … }` block could be converted: route.rhai answers 500 until it is ported".into(),
+            out_line,
+        });
+        self.push("sl_send_reply(500, \"Not Ported\");".into());
+        self.push("exit();".into());
+        self.indent -= 1;
+        self.push("}".into());
+    }
+
     fn push(&mut self, line: String) {
         if line.is_empty() {
             self.out.push(line);

@@ -553,6 +553,17 @@ mod tests {
     }
 
     #[test]
+    fn a_file_without_a_main_route_gets_one_that_answers_500() {
+        let out = port_text("loadmodule \"tm.so\"\nrout {\n    t_relay();\n}\nroute[x] { exit; }\n");
+        assert_eq!(code_of(&out.script, "fn route()"), ["sl_send_reply(500, \"Not Ported\");", "exit();"]);
+        assert!(
+            out.report.not_converted.iter().any(|e| e.reason.contains("no main `route")),
+            "{:?}",
+            out.report.not_converted
+        );
+    }
+
+    #[test]
     fn a_file_that_is_not_opensips_cfg_still_gives_a_valid_script() {
         let out = port_text("this is not a config\nroute {\n  if (x( {\n}\n");
         assert!(out.report.not_converted.len() >= 2);
