@@ -952,3 +952,35 @@ fn check_accepts_a_clean_script() {
     );
     assert!(d.is_empty(), "{d:?}");
 }
+
+// ------------------------------------------------------------------ regex, sipmsgops
+
+/// `pcre_match` (what `siprox port` writes for `=~`): unanchored Rust regex on a value's
+/// text, ints as their digits, `()` never matching; `has_body` with and without a type.
+#[test]
+fn pcre_match_and_has_body() {
+    let src = r#"
+fn route() {
+    $avp(ru) = pcre_match($ru, "^sip:bob@");
+    $avp(anchored) = pcre_match($ru, "^bob");
+    $avp(int) = pcre_match($cs, "^1$");
+    $avp(unit) = pcre_match($du, ".*");
+    $avp(again) = pcre_match($ru, "^sip:bob@");
+    $avp(body) = has_body();
+    $avp(sdp) = has_body("application/sdp");
+    $avp(text) = has_body("text/plain");
+}
+"#;
+    let (ctx, out, _) = run_on(src, INVITE);
+    assert_done(&out);
+    assert_eq!(
+        ["ru", "anchored", "int", "unit", "again", "body", "sdp", "text"].map(|n| avp(&ctx, n)),
+        ["true", "false", "true", "false", "true", "false", "false", "false"]
+    );
+    let with_sdp = INVITE
+        .replace("Content-Length: 0\r\n\r\n", "Content-Type: Application/SDP\r\nContent-Length: 5\r\n\r\nv=0\r\n");
+    let (ctx, _, _) = run_on(src, &with_sdp);
+    assert_eq!(["body", "sdp", "text"].map(|n| avp(&ctx, n)), ["true", "true", "false"]);
+    let (_, out, _) = run_on("fn route() { pcre_match($ru, \"(\"); }", INVITE);
+    assert!(!matches!(out, Outcome::Done), "a bad regex is a script error: {out:?}");
+}

@@ -164,7 +164,6 @@ pub fn module_of(name: &str) -> Option<&'static str> {
         ("do_routing", "drouting"),
         ("subst", "textops: not in siprox yet"),
         ("search", "textops: not in siprox yet"),
-        ("has_body", "sipmsgops: not in siprox yet"),
         ("codec_", "sipmsgops: not in siprox yet"),
     ];
     PREFIXES.iter().find(|(p, _)| name.starts_with(p)).map(|(_, m)| *m)

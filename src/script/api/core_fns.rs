@@ -316,6 +316,31 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("xlog", |level: &str, fmt: &str| xlog_at(level, fmt));
     engine.register_fn("is_header", |name: &str| HeaderName::from_bytes(name.as_bytes()) != HeaderName::Other);
     engine.register_fn("pcre_match", |value: Dynamic, re: &str| pcre_match(&value, re));
+    engine.register_fn("has_body", || -> FnResult<bool> { with_ctx(|ctx| !ctx.msg.body().is_empty()) });
+    engine.register_fn("has_body", |mime: &str| -> FnResult<bool> {
+        with_ctx(|ctx| {
+            let body = ctx.msg.body();
+            let ctype = ctx.msg.value(&HeaderName::ContentType).unwrap_or("");
+            !body.is_empty() && body_has_type(ctype, body, mime)
+        })
+    });
+}
+
+/// `has_body(mime)` (sipmsgops): the message's Content-Type is `mime` (parameters and case
+/// aside), or, for a `multipart/*` body, one of its parts' is (RFC 2046 §5.1).
+fn body_has_type(ctype: &str, body: &[u8], mime: &str) -> bool {
+    let main = ctype.split(';').next().unwrap_or("").trim();
+    if main.eq_ignore_ascii_case(mime.trim()) {
+        return true;
+    }
+    if !main.to_ascii_lowercase().starts_with("multipart/") {
+        return false;
+    }
+    String::from_utf8_lossy(body).lines().any(|line| {
+        let Some((name, value)) = line.split_once(':') else { return false };
+        name.trim().eq_ignore_ascii_case("content-type")
+            && value.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(mime.trim())
+    })
 }
 
 /// Compiled patterns of `pcre_match`, per worker thread: scripts match a handful of constant
@@ -382,4 +407,18 @@ pub fn parse_subst(expr: &str) -> FnResult<(regex::Regex, String, bool)> {
         repl.push(c);
     }
     Ok((re, repl, flags.contains('g')))
+}
+
+#[cfg(test)]
+mod body_type_tests {
+    use super::body_has_type;
+
+    #[test]
+    fn content_type_and_multipart_parts() {
+        assert!(body_has_type("application/SDP; charset=x", b"v=0", "application/sdp"));
+        assert!(!body_has_type("text/plain", b"hi", "application/sdp"));
+        let multi = b"--b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--b--\r\n";
+        assert!(body_has_type("multipart/mixed;boundary=b", multi, "application/sdp"));
+        assert!(!body_has_type("multipart/mixed;boundary=b", multi, "application/isup"));
+    }
 }
