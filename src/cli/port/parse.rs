@@ -276,11 +276,12 @@ impl Parser<'_> {
     }
 
     fn take_pending_items(&mut self) -> Vec<Item> {
+        // Only comments are ever pending.
         std::mem::take(&mut self.pending)
             .into_iter()
-            .map(|s| match s.kind {
-                StmtKind::Comment { text, trailing } => Item::Comment { text, trailing },
-                _ => unreachable!("only comments are pending"),
+            .filter_map(|s| match s.kind {
+                StmtKind::Comment { text, trailing } => Some(Item::Comment { text, trailing }),
+                _ => None,
             })
             .collect()
     }
