@@ -169,6 +169,12 @@ pub fn module_of(name: &str) -> Option<&'static str> {
     PREFIXES.iter().find(|(p, _)| name.starts_with(p)).map(|(_, m)| *m)
 }
 
+/// Why a text is a template placeholder a generator was meant to fill (shell/env `${…}`,
+/// Jinja `{{…}}`, an m4 quote), if it is one.
+pub fn placeholder(s: &str) -> Option<String> {
+    (s.contains("${") || s.contains("{{") || s.contains('`')).then(|| format!("template placeholder in `{}`", s.trim()))
+}
+
 /// A pseudo-variable read or written from Rhai, or why it cannot be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PvMap {

@@ -565,7 +565,7 @@ impl Emitter<'_> {
         let mut i = 0;
         while i < b.len() {
             if b[i] == b'$' && b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'(' || *c == b'?') {
-                let end = pv_text_end(s, i);
+                let end = super::lex::pv_end(b, i);
                 let pv = &s[i..end];
                 if !lit.is_empty() {
                     parts.push(rhai_str(&std::mem::take(&mut lit)));
@@ -803,10 +803,7 @@ fn legacy(name: &str, args: &[Expr]) -> Conv<(String, Vec<Expr>)> {
     let int_of = |e: &Expr| -> Option<i64> {
         match e {
             Expr::Int(i) => Some(*i),
-            Expr::Str(s) => {
-                let s = s.trim();
-                s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| i64::from_str_radix(h, 16).ok())
-            }
+            Expr::Str(s) => super::lex::number(s.trim()),
             _ => None,
         }
     };
@@ -893,48 +890,8 @@ fn log_level_name(n: i64) -> &'static str {
     }
 }
 
-/// Template placeholders a generator was meant to fill (m4, shell, Jinja).
 fn placeholder_check(s: &str) -> Conv<()> {
-    if s.contains("${") || s.contains("{{") || s.contains('`') {
-        return Err(format!("template placeholder in {}", rhai_str(s)));
-    }
-    Ok(())
-}
-
-/// Where a `$…` pseudo-variable inside a string ends.
-fn pv_text_end(s: &str, i: usize) -> usize {
-    let b = s.as_bytes();
-    let mut j = i + 1;
-    if b.get(j) == Some(&b'?') {
-        return j + 1;
-    }
-    let group = |mut k: usize| {
-        let mut depth = 0;
-        while k < b.len() {
-            match b[k] {
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return k + 1;
-                    }
-                }
-                _ => {}
-            }
-            k += 1;
-        }
-        k
-    };
-    if b.get(j) == Some(&b'(') {
-        return group(j);
-    }
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-        j += 1;
-    }
-    if b.get(j) == Some(&b'(') {
-        j = group(j);
-    }
-    j
+    catalog::placeholder(s).map_or(Ok(()), Err)
 }
 
 /// A Rhai string literal.

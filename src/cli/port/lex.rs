@@ -171,7 +171,7 @@ fn m4_call_end(src: &str, name: &str, open: usize) -> Option<usize> {
     None
 }
 
-fn number(text: &str) -> Option<i64> {
+pub(super) fn number(text: &str) -> Option<i64> {
     if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         return i64::from_str_radix(hex, 16).ok();
     }
@@ -208,7 +208,7 @@ fn string_at(src: &str, i: usize) -> (String, usize) {
 
 /// End of a pseudo-variable starting at `i` (`$`): a name, then an optional balanced
 /// `(…)` and `[…]`; `$(…)` is one balanced group; `$?` stands alone.
-fn pv_end(b: &[u8], i: usize) -> usize {
+pub(super) fn pv_end(b: &[u8], i: usize) -> usize {
     let mut j = i + 1;
     if b.get(j) == Some(&b'?') {
         return j + 1;

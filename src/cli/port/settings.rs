@@ -337,7 +337,7 @@ pub fn convert(items: &[Item], src: &str, input_name: &str, script_name: &str) -
 
 fn global(t: &mut Tables, name: &str, value: &str, origin: (usize, String), comments: Vec<String>) -> Fate {
     let unquoted = value.trim().trim_matches('"').trim();
-    if let Some(reason) = placeholder(value) {
+    if let Some(reason) = super::catalog::placeholder(value) {
         return Fate::Todo(reason);
     }
     match name {
@@ -426,7 +426,7 @@ fn modparam(
     comments: Vec<String>,
 ) -> Fate {
     if let Value::Str(s) = value {
-        if let Some(reason) = placeholder(s) {
+        if let Some(reason) = super::catalog::placeholder(s) {
             return Fate::Todo(reason);
         }
     }
@@ -492,10 +492,6 @@ fn typed(value: &Value, kind: K) -> Option<toml::Value> {
         (K::Str, Value::Str(s)) => toml::Value::String(s.clone()),
         (K::Str, Value::Int(i)) => toml::Value::String(i.to_string()),
     })
-}
-
-fn placeholder(s: &str) -> Option<String> {
-    (s.contains("${") || s.contains("{{") || s.contains('`')).then(|| format!("template placeholder in `{}`", s.trim()))
 }
 
 #[cfg(test)]

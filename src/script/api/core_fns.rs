@@ -356,14 +356,23 @@ fn pcre_match(value: &Dynamic, re: &str) -> FnResult<bool> {
     if value.is_unit() {
         return Ok(false);
     }
-    let text = as_text(value);
+    // Strings (the usual case) are matched in place; only other values are printed.
+    let printed;
+    let borrowed = value.read_lock::<rhai::ImmutableString>();
+    let text: &str = match &borrowed {
+        Some(s) => s.as_str(),
+        None => {
+            printed = as_text(value);
+            &printed
+        }
+    };
     REGEX_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(r) = cache.get(re) {
-            return Ok(r.is_match(&text));
+            return Ok(r.is_match(text));
         }
         let r = regex::Regex::new(re).map_err(|e| script_error(format!("pcre_match: {e}")))?;
-        let hit = r.is_match(&text);
+        let hit = r.is_match(text);
         if cache.len() >= REGEX_CACHE_MAX {
             cache.clear();
         }
